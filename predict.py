@@ -1,0 +1,93 @@
+"""Segment salt with a trained U-Net.
+
+    python predict.py                                  # plot NUM_PREDICTIONS test images
+    python predict.py --input DIR --masks-out OUT      # a 0/255 PNG mask per image in DIR
+"""
+import os
+import sys
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pyimagesearch.checkpoint import CheckpointError, load_model
+from pyimagesearch.cli import build_parser, settings_from_args
+from pyimagesearch.dataset import DataError, list_image_files, read_mask
+from pyimagesearch.engine import autocast_dtype, prepare_model
+from pyimagesearch.files import OutputError, atomic_path, ensure_folder
+from pyimagesearch.inference import segment_files
+from pyimagesearch.plots import display_available, plot_prediction, show_open_figures
+
+
+def read_test_pairs(path):
+    if not os.path.exists(path):
+        raise DataError(f"no list of test images at {path}; run `python train.py` first "
+                        f"(or give --test-paths)")
+    with open(path, encoding="utf-8") as handle:
+        pairs = [line.rstrip("\n").split("\t") for line in handle if line.strip()]
+    if not pairs or any(len(pair) != 2 for pair in pairs):
+        raise DataError(f"{path} is not a test-paths file written by train.py "
+                        f"(one 'image<TAB>mask' line per test image)")
+    return pairs
+
+
+def plot_test_predictions(settings, model, arguments, device, options):
+    pairs = read_test_pairs(settings.TEST_PATHS)
+    rng = np.random.default_rng(settings.SEED)
+    chosen = rng.choice(len(pairs), size=min(settings.NUM_PREDICTIONS, len(pairs)), replace=False)
+    images = [pairs[i][0] for i in chosen]
+    show = display_available()
+    predictions = segment_files(model, arguments, images, device, settings.THRESHOLD, **options)
+    for (image_path, mask_path), (_, image, predicted) in zip((pairs[i] for i in chosen), predictions):
+        name = os.path.splitext(os.path.basename(image_path))[0]
+        target = os.path.join(settings.PREDICTIONS_PATH, f"{name}.png")
+        plot_prediction(image.squeeze(), read_mask(mask_path), predicted, target, name,
+                        keep_open=show)
+        print(f"[INFO] saved {target}")
+    if show:
+        show_open_figures()
+
+
+def write_masks(settings, model, arguments, device, options, input_folder, masks_folder):
+    if not os.path.isdir(input_folder):
+        raise DataError(f"the input folder {input_folder} does not exist")
+    paths = list_image_files(input_folder)
+    if not paths:
+        raise DataError(f"no images (.png, .jpg, .bmp, .tif) in {input_folder}")
+    ensure_folder(masks_folder)
+    predictions = segment_files(model, arguments, paths, device, settings.THRESHOLD, **options)
+    for path, _, mask in tqdm(predictions, total=len(paths), desc="predicting", unit="image"):
+        name = os.path.splitext(os.path.relpath(path, input_folder))[0] + ".png"
+        target = os.path.join(masks_folder, name)
+        with atomic_path(target) as temporary:
+            if not cv2.imwrite(temporary, mask * 255):
+                raise OutputError(f"cannot write the mask {target}")
+    print(f"[INFO] wrote {len(paths)} masks (0 or 255, each at its image's size) to {masks_folder}")
+
+
+def main(argv=None):
+    parser = build_parser(__doc__.splitlines()[0])
+    parser.add_argument("--input", metavar="DIR", help="predict every image in DIR")
+    parser.add_argument("--masks-out", metavar="DIR",
+                        help="with --input: write one PNG mask per image here")
+    args = parser.parse_args(argv)
+    settings = settings_from_args(args, parser)
+    if bool(args.input) != bool(args.masks_out):
+        parser.error("--input and --masks-out go together")
+    device = torch.device(settings.DEVICE)
+    try:
+        model, arguments, _ = load_model(settings.MODEL_PATH, device)
+        model = prepare_model(model, device, settings.CHANNELS_LAST)
+        options = {"batch_size": settings.BATCH_SIZE * 2, "channels_last": settings.CHANNELS_LAST,
+                   "dtype": autocast_dtype(device, settings.PRECISION)}
+        if args.input:
+            write_masks(settings, model, arguments, device, options, args.input, args.masks_out)
+        else:
+            plot_test_predictions(settings, model, arguments, device, options)
+    except (DataError, OutputError, CheckpointError) as error:
+        sys.exit(f"[ERROR] {error}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Model files: a state_dict plus what is needed to rebuild the network.
+
+They are loaded with ``weights_only=True``, which unpickles tensors and plain
+containers only: a file from an untrusted source cannot run code, and the
+tutorial's pickled whole-module files (which PyTorch >= 2.6 refuses by
+default anyway) are explained rather than executed.
+"""
+import os
+import pickle
+import zipfile
+
+import torch
+
+from pyimagesearch.files import atomic_path
+from pyimagesearch.model import UNet
+
+FORMAT = "pyimagesearch-unet"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that is not a model file of this project, or cannot be read."""
+
+
+def save_model(path, model, arguments, **metadata):
+    """Save ``model`` (built with ``UNet(**arguments)``) and JSON-like metadata."""
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    state = {name: tensor.detach().cpu().contiguous()
+             for name, tensor in model.state_dict().items()}
+    payload = {"format": FORMAT, "version": VERSION, "arguments": arguments,
+               "state_dict": state, "metadata": metadata}
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
+
+
+def read_model_file(path):
+    """The raw content of a model file, after checking that it is one."""
+    if not os.path.exists(path):
+        raise CheckpointError(f"no model file at {path}; train one first with "
+                              f"`python train.py` (or give --model-path)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path} holds pickled Python objects (for example a whole model saved "
+            f"with torch.save(model), as the tutorial does), which are not loaded "
+            f"because unpickling can run arbitrary code; retrain with this project, "
+            f"which saves weights and settings only") from None
+    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError) as error:
+        raise CheckpointError(f"{path} is not a readable PyTorch file "
+                              f"({str(error).splitlines()[0]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is a PyTorch file but not a model file of "
+                              f"this project (no '{FORMAT}' format marker)")
+    if payload.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path} was written by a newer version of this project "
+                              f"(file version {payload['version']}, this one reads "
+                              f"up to {VERSION})")
+    return payload
+
+
+def load_model(path, device="cpu"):
+    """(model, arguments, metadata); the network is rebuilt from the file's own
+    arguments, so a file trained with other settings loads as it was trained."""
+    payload = read_model_file(path)
+    model = UNet(**payload["arguments"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as error:
+        raise CheckpointError(f"the weights in {path} do not fit the network its "
+                              f"settings describe: {str(error).splitlines()[0]}") from None
+    return model.to(device).eval(), payload["arguments"], payload["metadata"]

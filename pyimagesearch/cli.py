@@ -1,0 +1,122 @@
+"""Command-line overrides of the constants in ``config.py``.
+
+Every upper-case constant becomes a flag of the same name in lower-kebab case.
+The result is a ``Settings`` object: the scripts and the package read their
+settings from it rather than from the module, so one run's overrides never
+leak into another run in the same process (the tests start many).
+"""
+import argparse
+import os
+import re
+import types
+
+from pyimagesearch import config
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+# constants that describe where the code lives, not how a run behaves
+_NOT_SETTINGS = {"PROJECT_ROOT"}
+
+
+def _parse_bool(text):
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _is_positive(value):
+    return value >= 1
+
+
+# name -> (test, what the value must be). Checked on the final value, so a bad
+# value typed into config.py is caught as surely as one given as a flag.
+_CHECKS = {
+    "TEST_SPLIT": (lambda v: 0 < v < 1, "a fraction between 0 and 1, e.g. 0.15"),
+    "THRESHOLD": (lambda v: 0 < v < 1, "a probability between 0 and 1, e.g. 0.5"),
+    "INIT_LR": (lambda v: v > 0, "a positive learning rate, e.g. 0.001"),
+    "NUM_EPOCHS": (_is_positive, "a whole number >= 1"),
+    "BATCH_SIZE": (_is_positive, "a whole number >= 1"),
+    "NUM_LEVELS": (_is_positive, "a whole number >= 1"),
+    "BASE_FILTERS": (_is_positive, "a whole number >= 1"),
+    "NUM_CLASSES": (lambda v: v == 1, "1 (binary salt / not-salt segmentation)"),
+    "NUM_CHANNELS": (lambda v: v in (1, 3), "1 (grayscale) or 3 (RGB)"),
+    "INPUT_IMAGE_WIDTH": (lambda v: v >= 8, "at least 8 pixels"),
+    "INPUT_IMAGE_HEIGHT": (lambda v: v >= 8, "at least 8 pixels"),
+    "NUM_WORKERS": (lambda v: v >= 0, "a whole number >= 0"),
+    "NUM_PREDICTIONS": (_is_positive, "a whole number >= 1"),
+    "SYNTHETIC_NUM_IMAGES": (lambda v: v >= 10, "at least 10"),
+    "MODEL_VARIANT": (lambda v: v in ("aligned", "tutorial"), "'aligned' or 'tutorial'"),
+    "PRECISION": (lambda v: v in ("auto", "fp32", "bf16", "fp16"),
+                  "'auto', 'fp32', 'bf16' or 'fp16'"),
+    "DEVICE": (lambda v: re.fullmatch(r"cpu|mps|cuda(:\d+)?", v) is not None,
+               "'cpu', 'cuda', 'cuda:N' or 'mps'"),
+}
+
+
+def config_defaults():
+    """The constants of config.py as a dict, name -> value."""
+    return {name: value for name, value in vars(config).items()
+            if name.isupper() and name not in _NOT_SETTINGS}
+
+
+def flag_name(name):
+    return "--" + name.lower().replace("_", "-")
+
+
+def build_parser(description):
+    """A parser holding one flag per config constant; scripts add their own."""
+    parser = argparse.ArgumentParser(
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    group = parser.add_argument_group(
+        "settings", "override a constant of pyimagesearch/config.py for this run")
+    for name, default in config_defaults().items():
+        kind = _parse_bool if isinstance(default, bool) else type(default)
+        group.add_argument(flag_name(name), dest=name, type=kind, default=None,
+                           metavar=name, help=f"default: {default}")
+    return parser
+
+
+def _is_inside(path, folder):
+    path, folder = os.path.abspath(path), os.path.abspath(folder)
+    return path != folder and os.path.commonpath([path, folder]) == folder
+
+
+def settings_from_args(args, parser):
+    """Apply the flags given in ``args`` to the config defaults.
+
+    A path constant that lies under another one in config.py follows that one
+    when only the outer one was given (the deepest given folder wins).
+    """
+    defaults = config_defaults()
+    given = {name: getattr(args, name) for name in defaults
+             if getattr(args, name, None) is not None}
+    values = dict(defaults, **given)
+    for name, default in defaults.items():
+        if name in given or not isinstance(default, str):
+            continue
+        outer = [g for g in given if isinstance(defaults[g], str)
+                 and _is_inside(default, defaults[g])]
+        if outer:
+            deepest = max(outer, key=lambda g: len(os.path.abspath(defaults[g])))
+            relative = os.path.relpath(default, defaults[deepest])
+            values[name] = os.path.join(values[deepest], relative)
+    if "DEVICE" in given and "PIN_MEMORY" not in given:
+        values["PIN_MEMORY"] = values["DEVICE"].startswith("cuda")
+    for name, (test, expected) in _CHECKS.items():
+        if not test(values[name]):
+            parser.error(f"{name} ({flag_name(name)}) is {values[name]!r}: "
+                         f"it must be {expected}")
+    settings = types.SimpleNamespace(**values)
+    settings.GIVEN = frozenset(given)
+    return settings
+
+
+def parse_settings(argv=None, description=None):
+    """Settings for a run from command-line flags alone (no script flags)."""
+    parser = build_parser(description)
+    return settings_from_args(parser.parse_args(argv), parser)

@@ -1,0 +1,77 @@
+"""Every setting of the pipeline, in one plain module.
+
+Edit a value here to change it for good, or override it for one run with a flag
+of the same name in lower-kebab case: ``python train.py --num-epochs 5``.
+Paths that lie under another path constant follow it when only that one is
+overridden: ``--base-output runs/a`` moves the model, plot and test-paths files.
+"""
+import os
+
+import torch
+
+# Relative paths would depend on where the scripts are started from; anchoring
+# them to the project folder makes `python ../train.py` behave like `python train.py`.
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# --- data -----------------------------------------------------------------
+DATASET_PATH = os.path.join(PROJECT_ROOT, "dataset", "train")
+IMAGE_DATASET_PATH = os.path.join(DATASET_PATH, "images")
+MASK_DATASET_PATH = os.path.join(DATASET_PATH, "masks")
+# share of the data held out for validation; the split is seeded by SEED
+TEST_SPLIT = 0.15
+
+# --- device ---------------------------------------------------------------
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+PIN_MEMORY = DEVICE.startswith("cuda")
+
+# --- model ----------------------------------------------------------------
+# 1 reads every image as grayscale (TGS images are RGB with identical
+# channels), 3 as RGB
+NUM_CHANNELS = 1
+NUM_CLASSES = 1
+# number of encoder blocks; the width doubles at each level from BASE_FILTERS
+NUM_LEVELS = 3
+BASE_FILTERS = 16
+# "aligned": padded convolutions, output pixel i predicts input pixel i.
+# "tutorial": the tutorial's unpadded network, whose output covers only the
+# centre of the input and is stretched back to full size.
+MODEL_VARIANT = "aligned"
+
+# --- training -------------------------------------------------------------
+INIT_LR = 0.001
+NUM_EPOCHS = 40
+BATCH_SIZE = 64
+SEED = 42
+
+# images and masks are resized to this before entering the network
+INPUT_IMAGE_WIDTH = 128
+INPUT_IMAGE_HEIGHT = 128
+
+# a pixel is salt when its predicted probability exceeds this
+THRESHOLD = 0.5
+
+# --- speed ----------------------------------------------------------------
+# NHWC memory layout: about twice the convolution speed on CPUs, and uses
+# the tensor cores' preferred layout on CUDA
+CHANNELS_LAST = True
+# "fp32", or "bf16" / "fp16" autocast; "auto" picks bf16 on CUDA and fp32 on CPU
+PRECISION = "auto"
+# DataLoader worker processes; the dataset is decoded once into memory, so
+# workers only add processes competing with the compute threads
+NUM_WORKERS = 0
+
+# --- output ---------------------------------------------------------------
+BASE_OUTPUT = os.path.join(PROJECT_ROOT, "output")
+# the model of the epoch with the best validation competition score
+MODEL_PATH = os.path.join(BASE_OUTPUT, "unet_tgs_salt.pth")
+# the model after the last epoch
+LAST_MODEL_PATH = os.path.join(BASE_OUTPUT, "unet_tgs_salt_last.pth")
+PLOT_PATH = os.path.join(BASE_OUTPUT, "plot.png")
+HISTORY_PATH = os.path.join(BASE_OUTPUT, "history.csv")
+TEST_PATHS = os.path.join(BASE_OUTPUT, "test_paths.txt")
+PREDICTIONS_PATH = os.path.join(BASE_OUTPUT, "predictions")
+# where `python train.py` writes its built-in data when DATASET_PATH is empty
+SYNTHETIC_DATASET_PATH = os.path.join(BASE_OUTPUT, "synthetic")
+SYNTHETIC_NUM_IMAGES = 800
+# how many test images predict.py plots
+NUM_PREDICTIONS = 10

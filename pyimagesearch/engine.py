@@ -1,0 +1,110 @@
+"""The loops that train or evaluate one epoch, shared by the scripts, the
+benchmark and the tests, and the batch prediction they all use."""
+import contextlib
+
+import torch
+from tqdm import tqdm
+
+from pyimagesearch.metrics import MetricTotals
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_dtype(device, precision):
+    """The autocast dtype for ``precision`` on ``device``, or None for plain fp32."""
+    device = torch.device(device)
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp16" and device.type == "cpu":
+        raise ValueError("fp16 autocast is for GPUs; use PRECISION bf16 or fp32 on the CPU")
+    return _DTYPES.get(precision)
+
+
+def _autocast(device, dtype):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+def prepare_model(model, device, channels_last):
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _to_device(images, masks, device, channels_last):
+    # non_blocking lets the copy of a pinned batch overlap the GPU's work
+    images = images.to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, masks.to(device, non_blocking=True)
+
+
+def train_one_epoch(model, loader, loss_fn, optimizer, device, *, dtype=None,
+                    channels_last=False, scaler=None, description="train"):
+    """One pass over ``loader``; returns the mean loss per image.
+
+    The loss of each batch is weighted by its size, so a short last batch
+    counts for what it holds, and only detached values are summed so no
+    autograd graph outlives its step.
+    """
+    model.train()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
+    for images, masks in tqdm(loader, desc=description, leave=False,
+                              disable=description is None):
+        images, masks = _to_device(images, masks, device, channels_last)
+        with _autocast(device, dtype):
+            logits = model(images)
+        loss = loss_fn(logits.float(), masks)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        loss_sum += loss.detach().double() * len(images)
+        count += len(images)
+    mean = loss_sum.item() / max(count, 1)
+    if count and not torch.isfinite(torch.tensor(mean)):
+        raise TrainingDiverged(
+            f"the training loss became {mean}; lower INIT_LR (--init-lr) or check "
+            f"the data for broken images")
+    return mean
+
+
+@torch.inference_mode()
+def evaluate(model, loader, loss_fn, device, threshold, *, dtype=None,
+             channels_last=False, description="validate"):
+    """Loss, IoU, Dice and competition score summed over ``loader``'s images."""
+    model.eval()
+    totals = MetricTotals(device)
+    for images, masks in tqdm(loader, desc=description, leave=False,
+                              disable=description is None):
+        images, masks = _to_device(images, masks, device, channels_last)
+        with _autocast(device, dtype):
+            logits = model(images)
+        logits = logits.float()
+        loss = loss_fn(logits, masks)
+        totals.add(loss, torch.sigmoid(logits) > threshold, masks > 0.5)
+    return totals
+
+
+@torch.inference_mode()
+def predict_logits(model, images, device, *, dtype=None, channels_last=False):
+    """Float32 logits for a float batch (N,C,H,W) of images in [0, 1]."""
+    model.eval()
+    images = images.to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with _autocast(device, dtype):
+        logits = model(images)
+    return logits.float()

@@ -1,0 +1,84 @@
+"""Per-image segmentation metrics: IoU, Dice and the TGS competition score.
+
+All three treat an image whose true mask is empty the way the competition does:
+predicting nothing there is perfect (1), predicting any salt is wrong (0).
+"""
+import torch
+
+# the competition's IoU thresholds 0.50, 0.55, ..., 0.95 as twentieths, so the
+# comparison "IoU > t" is made exactly in integers: inter/union > k/20 <=>
+# 20*inter > k*union. Floats would decide IoU = 0.7 against a threshold
+# that is 0.7000000000000001 or 0.6999999999999999 depending on how it was built.
+_THRESHOLDS_IN_TWENTIETHS = torch.arange(10, 20)
+
+
+def _flat_counts(pred, target):
+    pred = pred.bool().flatten(1)
+    target = target.bool().flatten(1)
+    inter = (pred & target).sum(1)
+    pred_area = pred.sum(1)
+    target_area = target.sum(1)
+    return inter, pred_area, target_area
+
+
+def iou_per_image(pred, target):
+    """Intersection over union per image; 1 where both masks are empty."""
+    inter, pred_area, target_area = _flat_counts(pred, target)
+    union = pred_area + target_area - inter
+    return torch.where(union == 0, 1.0, inter / union.clamp(min=1))
+
+
+def dice_per_image(pred, target):
+    """2|A&B| / (|A|+|B|) per image; 1 where both masks are empty."""
+    inter, pred_area, target_area = _flat_counts(pred, target)
+    total = pred_area + target_area
+    return torch.where(total == 0, 1.0, 2 * inter / total.clamp(min=1))
+
+
+def competition_score_per_image(pred, target):
+    """The TGS Salt score of each image.
+
+    Empty truth: 1 if the prediction is empty too, else 0. Otherwise the share
+    of the thresholds 0.50, 0.55, ..., 0.95 that the IoU strictly exceeds.
+    """
+    inter, pred_area, target_area = _flat_counts(pred, target)
+    union = pred_area + target_area - inter
+    thresholds = _THRESHOLDS_IN_TWENTIETHS.to(union.device)
+    hits = (20 * inter[:, None] > thresholds * union[:, None]).float().mean(1)
+    return torch.where(target_area == 0, (pred_area == 0).float(), hits)
+
+
+METRICS = {"iou": iou_per_image, "dice": dice_per_image, "score": competition_score_per_image}
+
+
+class MetricTotals:
+    """Running sums of per-image metrics over an epoch; ``means()`` at the end.
+
+    Sums are kept as one tensor on the model's device so that adding a batch
+    never waits for the device, and so that distributed runs can add up the
+    totals of every process in one all-reduce.
+    """
+
+    NAMES = ("loss", *METRICS)
+
+    def __init__(self, device="cpu"):
+        self.sums = torch.zeros(len(self.NAMES) + 1, dtype=torch.float64, device=device)
+
+    def add(self, loss, pred, target):
+        """``loss``: the batch's mean loss per image; pred/target: boolean masks."""
+        count = pred.shape[0]
+        values = [loss.detach().double() * count]
+        values += [fn(pred, target).double().sum() for fn in METRICS.values()]
+        values.append(torch.tensor(float(count), dtype=torch.float64, device=self.sums.device))
+        self.sums += torch.stack(values)
+
+    @property
+    def count(self):
+        return int(self.sums[-1].item())
+
+    def means(self):
+        sums = self.sums.tolist()
+        count = sums[-1]
+        if count == 0:
+            raise ValueError("no images were evaluated")
+        return {name: total / count for name, total in zip(self.NAMES, sums)}

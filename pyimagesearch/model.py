@@ -1,0 +1,139 @@
+"""The U-Net, built from small parts: Block -> Encoder / Decoder -> UNet.
+
+Two variants share these parts:
+- "tutorial": unpadded 3x3 convolutions, skip connections center-cropped to the
+  decoder's size, and the small output stretched to ``outSize`` by nearest
+  interpolation. A 128x128 input gives a 88x88 map that covers only the centre
+  of the image, so every output pixel is shifted from the pixel it labels.
+- "aligned": padded convolutions, so output pixel i is the prediction for
+  input pixel i; inputs whose sides are not a multiple of 2**(levels-1) are
+  padded by replication and the padding is cropped off the output.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.transforms import CenterCrop
+
+VARIANTS = ("aligned", "tutorial")
+
+
+class Block(nn.Module):
+    """Two 3x3 convolutions with a ReLU between them."""
+
+    def __init__(self, inChannels, outChannels, padding=0):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inChannels, outChannels, 3, padding=padding)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(outChannels, outChannels, 3, padding=padding)
+
+    def forward(self, x):
+        return self.conv2(self.relu(self.conv1(x)))
+
+
+class Encoder(nn.Module):
+    """A Block per level, halving the resolution between levels.
+
+    Returns every level's output, from the finest to the coarsest.
+    """
+
+    def __init__(self, channels=(3, 16, 32, 64), padding=0):
+        super().__init__()
+        self.encBlocks = nn.ModuleList(
+            Block(channels[i], channels[i + 1], padding) for i in range(len(channels) - 1))
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x):
+        features = []
+        for level, block in enumerate(self.encBlocks):
+            if level:
+                x = self.pool(x)
+            x = block(x)
+            features.append(x)
+        return features
+
+
+class Decoder(nn.Module):
+    """Upsample, join the encoder's features of the same level, then a Block."""
+
+    def __init__(self, channels=(64, 32, 16), padding=0):
+        super().__init__()
+        self.channels = channels
+        self.upconvs = nn.ModuleList(
+            nn.ConvTranspose2d(channels[i], channels[i + 1], 2, 2) for i in range(len(channels) - 1))
+        self.dec_blocks = nn.ModuleList(
+            Block(channels[i], channels[i + 1], padding) for i in range(len(channels) - 1))
+
+    def forward(self, x, encFeatures):
+        for upconv, block, skip in zip(self.upconvs, self.dec_blocks, encFeatures):
+            x = upconv(x)
+            if skip.shape[-2:] != x.shape[-2:]:
+                skip = CenterCrop(list(x.shape[-2:]))(skip)
+            x = block(torch.cat([x, skip], dim=1))
+        return x
+
+
+def tutorial_output_side(side, levels):
+    """Side of the tutorial variant's map before stretching, or 0 if the input is too small."""
+    for _ in range(levels - 1):
+        side = (side - 4) // 2
+    side -= 4
+    for _ in range(levels - 1):
+        side = side * 2 - 4
+    return max(side, 0)
+
+
+class UNet(nn.Module):
+    def __init__(self, encChannels=(3, 16, 32, 64), decChannels=(64, 32, 16),
+                 nbClasses=1, retainDim=True, outSize=(128, 128), variant="aligned"):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown U-Net variant {variant!r}; use one of {VARIANTS}")
+        if tuple(encChannels[:0:-1]) != tuple(decChannels):
+            raise ValueError(f"decChannels {tuple(decChannels)} must mirror encChannels "
+                             f"{tuple(encChannels)} without the input channels")
+        padding = 1 if variant == "aligned" else 0
+        self.encoder = Encoder(encChannels, padding)
+        self.decoder = Decoder(decChannels, padding)
+        self.head = nn.Conv2d(decChannels[-1], nbClasses, 1)
+        self.retainDim = retainDim
+        self.outSize = tuple(outSize)
+        self.variant = variant
+        self.levels = len(encChannels) - 1
+
+    def forward(self, x):
+        height, width = x.shape[-2:]
+        if self.variant == "tutorial":
+            if min(tutorial_output_side(height, self.levels),
+                   tutorial_output_side(width, self.levels)) == 0:
+                raise ValueError(f"a {width}x{height} input is too small for the tutorial "
+                                 f"U-Net with {self.levels} levels (its unpadded convolutions "
+                                 f"shrink it to nothing); use fewer levels or larger inputs")
+        else:
+            # every level but the last halves the size: pad to a multiple so
+            # the skip connections line up exactly
+            multiple = 2 ** (self.levels - 1)
+            pad_h, pad_w = -height % multiple, -width % multiple
+            if pad_h or pad_w:
+                x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        features = self.encoder(x)
+        out = self.head(self.decoder(features[-1], features[-2::-1]))
+        out = out[..., :height, :width]
+        if self.retainDim and tuple(out.shape[-2:]) != self.outSize:
+            out = F.interpolate(out, self.outSize)
+        return out
+
+
+def unet_arguments(num_channels=1, num_classes=1, num_levels=3, base_filters=16,
+                   size=(128, 128), variant="aligned"):
+    """The UNet constructor arguments for a configuration; stored with the model."""
+    widths = [base_filters * 2 ** level for level in range(num_levels)]
+    return {"encChannels": [num_channels, *widths], "decChannels": widths[::-1],
+            "nbClasses": num_classes, "retainDim": True, "outSize": list(size),
+            "variant": variant}
+
+
+def arguments_from_settings(settings):
+    return unet_arguments(settings.NUM_CHANNELS, settings.NUM_CLASSES, settings.NUM_LEVELS,
+                          settings.BASE_FILTERS,
+                          (settings.INPUT_IMAGE_HEIGHT, settings.INPUT_IMAGE_WIDTH),
+                          settings.MODEL_VARIANT)

@@ -1,0 +1,144 @@
+"""Train a U-Net to segment salt in seismic images.
+
+    python train.py                          # settings from pyimagesearch/config.py
+    python train.py --num-epochs 5 --dataset-path /data/tgs/train
+    python train.py --help                   # every setting
+"""
+import math
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from pyimagesearch import config, synthetic
+from pyimagesearch.checkpoint import CheckpointError, save_model
+from pyimagesearch.cli import build_parser, settings_from_args
+from pyimagesearch.dataset import (DataError, SegmentationDataset, list_image_files,
+                                   pair_image_mask_paths)
+from pyimagesearch.engine import (TrainingDiverged, autocast_dtype, evaluate, prepare_model,
+                                  train_one_epoch)
+from pyimagesearch.files import OutputError, ensure_folder, write_csv, write_text
+from pyimagesearch.model import UNet, arguments_from_settings
+from pyimagesearch.plots import plot_history
+
+STOCK_IMAGE_FOLDER = os.path.join(config.PROJECT_ROOT, "dataset", "train", "images")
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def dataset_folders(settings):
+    """(image folder, mask folder); the built-in synthetic data stands in only
+    for the project's own empty dataset/train, never for a folder the user chose."""
+    image_folder, mask_folder = settings.IMAGE_DATASET_PATH, settings.MASK_DATASET_PATH
+    stock = os.path.abspath(image_folder) == STOCK_IMAGE_FOLDER
+    if stock and not (os.path.isdir(image_folder) and list_image_files(image_folder)):
+        folder = settings.SYNTHETIC_DATASET_PATH
+        print(f"[INFO] {image_folder} holds no images: training on built-in synthetic "
+              f"salt data in {folder} (see README to use the real TGS data)")
+        images = os.path.join(folder, "images")
+        if len(list_image_files(images) if os.path.isdir(images) else []) != settings.SYNTHETIC_NUM_IMAGES:
+            synthetic.write_dataset(folder, settings.SYNTHETIC_NUM_IMAGES, seed=settings.SEED,
+                                    progress=True)
+        return images, os.path.join(folder, "masks")
+    return image_folder, mask_folder
+
+
+def main(argv=None):
+    parser = build_parser(__doc__.splitlines()[0])
+    settings = settings_from_args(parser.parse_args(argv), parser)
+    try:
+        train(settings)
+    except (DataError, OutputError, CheckpointError, TrainingDiverged) as error:
+        sys.exit(f"[ERROR] {error}")
+    except KeyboardInterrupt:
+        sys.exit("[INFO] interrupted: the models and plot of the finished epochs are kept")
+
+
+def train(settings):
+    seed_everything(settings.SEED)
+    device = torch.device(settings.DEVICE)
+    ensure_folder(settings.BASE_OUTPUT)
+
+    # pair images with masks by name, then hold out TEST_SPLIT for validation
+    image_folder, mask_folder = dataset_folders(settings)
+    imagePaths, maskPaths = pair_image_mask_paths(image_folder, mask_folder)
+    # train_test_split holds out ceil(TEST_SPLIT * n) images
+    if len(imagePaths) - math.ceil(len(imagePaths) * settings.TEST_SPLIT) < 1:
+        raise DataError(f"{len(imagePaths)} image(s) with TEST_SPLIT {settings.TEST_SPLIT} "
+                        f"leave no image for training or for validation; add images or "
+                        f"change --test-split")
+    trainImages, testImages, trainMasks, testMasks = train_test_split(
+        imagePaths, maskPaths, test_size=settings.TEST_SPLIT, random_state=settings.SEED)
+    write_text(settings.TEST_PATHS,
+               "".join(f"{image}\t{mask}\n" for image, mask in zip(testImages, testMasks)))
+
+    size = (settings.INPUT_IMAGE_HEIGHT, settings.INPUT_IMAGE_WIDTH)
+    print(f"[INFO] reading {len(imagePaths)} images from {image_folder}")
+    trainDS = SegmentationDataset(trainImages, trainMasks, size=size,
+                                  num_channels=settings.NUM_CHANNELS, progress=True)
+    testDS = SegmentationDataset(testImages, testMasks, size=size,
+                                 num_channels=settings.NUM_CHANNELS, progress=True)
+    print(f"[INFO] {len(trainDS)} images for training, {len(testDS)} for validation")
+    loader_options = {"num_workers": settings.NUM_WORKERS, "pin_memory": settings.PIN_MEMORY}
+    trainLoader = DataLoader(trainDS, batch_size=settings.BATCH_SIZE, shuffle=True,
+                             generator=torch.Generator().manual_seed(settings.SEED),
+                             **loader_options)
+    # no gradients to keep during validation, so larger batches fit
+    testLoader = DataLoader(testDS, batch_size=settings.BATCH_SIZE * 2, **loader_options)
+
+    arguments = arguments_from_settings(settings)
+    unet = prepare_model(UNet(**arguments), device, settings.CHANNELS_LAST)
+    lossFunc = torch.nn.BCEWithLogitsLoss()
+    opt = torch.optim.Adam(unet.parameters(), lr=settings.INIT_LR)
+    dtype = autocast_dtype(device, settings.PRECISION)
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    fast = {"dtype": dtype, "channels_last": settings.CHANNELS_LAST}
+
+    history, best_score = [], -1.0
+    print(f"[INFO] training the {settings.MODEL_VARIANT} U-Net for {settings.NUM_EPOCHS} "
+          f"epochs on {device}")
+    epochs = tqdm(range(1, settings.NUM_EPOCHS + 1), desc="epochs", unit="epoch")
+    for epoch in epochs:
+        started = time.perf_counter()
+        train_loss = train_one_epoch(unet, trainLoader, lossFunc, opt, device,
+                                     scaler=scaler, **fast)
+        val = evaluate(unet, testLoader, lossFunc, device, settings.THRESHOLD, **fast).means()
+        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
+               "val_iou": val["iou"], "val_dice": val["dice"], "val_score": val["score"],
+               "seconds": time.perf_counter() - started}
+        history.append(row)
+        tqdm.write(f"[INFO] epoch {epoch}/{settings.NUM_EPOCHS}  train loss {train_loss:.4f}  "
+                   f"val loss {val['loss']:.4f}  IoU {val['iou']:.4f}  Dice {val['dice']:.4f}  "
+                   f"score {val['score']:.4f}  ({row['seconds']:.1f} s)")
+
+        # everything is written every epoch, so an interrupted run keeps its progress
+        metadata = {"epoch": epoch, "metrics": val, "settings": _plain(settings)}
+        save_model(settings.LAST_MODEL_PATH, unet, arguments, **metadata)
+        if val["score"] > best_score:
+            best_score = val["score"]
+            save_model(settings.MODEL_PATH, unet, arguments, **metadata)
+        write_csv(settings.HISTORY_PATH, history)
+        plot_history(history, settings.PLOT_PATH)
+    best = max(history, key=lambda r: r["val_score"])
+    print(f"[INFO] best validation score {best['val_score']:.4f} at epoch {best['epoch']} "
+          f"(saved to {settings.MODEL_PATH}); last epoch saved to {settings.LAST_MODEL_PATH}")
+
+
+def _plain(settings):
+    """The settings as plain values that weights_only loading accepts."""
+    return {name: value for name, value in vars(settings).items()
+            if isinstance(value, (str, int, float, bool))}
+
+
+if __name__ == "__main__":
+    main()
