@@ -47,8 +47,8 @@ def read_model_file(path):
             f"because unpickling can run arbitrary code; retrain with this project, "
             f"which saves weights and settings only") from None
     except (RuntimeError, zipfile.BadZipFile, EOFError, OSError) as error:
-        raise CheckpointError(f"{path} is not a readable PyTorch file "
-                              f"({str(error).splitlines()[0]})") from None
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path} is not a readable PyTorch file ({reason})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a PyTorch file but not a model file of "
                               f"this project (no '{FORMAT}' format marker)")

@@ -1,0 +1,67 @@
+import os
+
+import pytest
+
+from pyimagesearch import config
+from pyimagesearch.cli import build_parser, parse_settings
+
+
+def test_defaults_are_the_tutorials():
+    settings = parse_settings([])
+    assert (settings.NUM_EPOCHS, settings.BATCH_SIZE, settings.INIT_LR) == (40, 64, 0.001)
+    assert (settings.INPUT_IMAGE_WIDTH, settings.INPUT_IMAGE_HEIGHT) == (128, 128)
+    assert (settings.TEST_SPLIT, settings.THRESHOLD, settings.NUM_LEVELS) == (0.15, 0.5, 3)
+
+
+def test_flags_override_with_the_right_types():
+    settings = parse_settings(["--num-epochs", "5", "--init-lr", "0.01",
+                               "--channels-last", "false", "--model-variant", "tutorial"])
+    assert settings.NUM_EPOCHS == 5 and settings.INIT_LR == 0.01
+    assert settings.CHANNELS_LAST is False and settings.MODEL_VARIANT == "tutorial"
+    assert settings.GIVEN == {"NUM_EPOCHS", "INIT_LR", "CHANNELS_LAST", "MODEL_VARIANT"}
+
+
+def test_derived_paths_follow_the_folder_they_are_in(tmp_path):
+    settings = parse_settings(["--base-output", str(tmp_path / "run"),
+                               "--dataset-path", str(tmp_path / "data")])
+    assert settings.MODEL_PATH == os.path.join(str(tmp_path / "run"), "unet_tgs_salt.pth")
+    assert settings.PLOT_PATH == os.path.join(str(tmp_path / "run"), "plot.png")
+    assert settings.TEST_PATHS == os.path.join(str(tmp_path / "run"), "test_paths.txt")
+    assert settings.IMAGE_DATASET_PATH == os.path.join(str(tmp_path / "data"), "images")
+    assert settings.MASK_DATASET_PATH == os.path.join(str(tmp_path / "data"), "masks")
+
+
+def test_a_path_given_explicitly_is_kept(tmp_path):
+    settings = parse_settings(["--base-output", str(tmp_path), "--model-path", "m.pth"])
+    assert settings.MODEL_PATH == "m.pth"
+    assert settings.PLOT_PATH == os.path.join(str(tmp_path), "plot.png")
+
+
+def test_overrides_do_not_leak_into_the_config_module():
+    parse_settings(["--num-epochs", "2"])
+    assert config.NUM_EPOCHS == 40
+    assert parse_settings([]).NUM_EPOCHS == 40
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--num-epochs", "-3"], "NUM_EPOCHS"),
+    (["--test-split", "1.5"], "TEST_SPLIT"),
+    (["--threshold", "0"], "THRESHOLD"),
+    (["--num-channels", "2"], "NUM_CHANNELS"),
+    (["--model-variant", "big"], "MODEL_VARIANT"),
+    (["--batch-size", "many"], "invalid int"),
+    (["--channels-last", "maybe"], "true or false"),
+    (["--no-such-flag", "1"], "unrecognized arguments"),
+])
+def test_bad_values_are_refused_with_the_flag_named(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_settings(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_help_lists_every_constant():
+    text = build_parser("x").format_help()
+    for flag in ("--num-epochs", "--dataset-path", "--base-output", "--batch-size",
+                 "--num-levels", "--num-channels", "--model-variant", "--threshold"):
+        assert flag in text

@@ -1,0 +1,155 @@
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from pyimagesearch.dataset import (DataError, SegmentationDataset, load_pair,
+                                   pair_image_mask_paths, read_image, read_mask)
+
+
+def write(path, pixels):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    assert cv2.imwrite(str(path), pixels)
+    return str(path)
+
+
+@pytest.fixture
+def folders(tmp_path):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    return images, masks
+
+
+def test_pairs_by_name_not_by_order(folders):
+    images, masks = folders
+    # sorted image names and sorted mask names would pair b.jpg with a.png
+    for name in ("b.jpg", "c.png"):
+        write(images / name, np.zeros((4, 4), np.uint8))
+    for name in ("b.png", "c.png"):
+        write(masks / name, np.zeros((4, 4), np.uint8))
+    image_paths, mask_paths = pair_image_mask_paths(str(images), str(masks))
+    assert [os.path.basename(p) for p in image_paths] == ["b.jpg", "c.png"]
+    assert [os.path.basename(p) for p in mask_paths] == ["b.png", "c.png"]
+
+
+def test_unpaired_files_are_named_in_the_error(folders):
+    images, masks = folders
+    write(images / "a.png", np.zeros((4, 4), np.uint8))
+    write(images / "lonely.png", np.zeros((4, 4), np.uint8))
+    write(masks / "a.png", np.zeros((4, 4), np.uint8))
+    write(masks / "orphan.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(DataError) as error:
+        pair_image_mask_paths(str(images), str(masks))
+    assert "1 image(s)" in str(error.value) and "lonely" in str(error.value)
+    assert "1 mask(s)" in str(error.value) and "orphan" in str(error.value)
+
+
+def test_hidden_and_non_image_files_are_ignored(folders):
+    images, masks = folders
+    write(images / "a.png", np.zeros((4, 4), np.uint8))
+    write(masks / "a.png", np.zeros((4, 4), np.uint8))
+    write(images / "._a.png", np.zeros((4, 4), np.uint8))
+    (images / "notes.txt").write_text("not an image")
+    (masks / "Thumbs.db").write_bytes(b"\0")
+    image_paths, _ = pair_image_mask_paths(str(images), str(masks))
+    assert [os.path.basename(p) for p in image_paths] == ["a.png"]
+
+
+def test_missing_and_empty_folders_are_clear_errors(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        pair_image_mask_paths(str(tmp_path / "nope"), str(tmp_path / "nope2"))
+    (tmp_path / "i").mkdir()
+    (tmp_path / "m").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        pair_image_mask_paths(str(tmp_path / "i"), str(tmp_path / "m"))
+
+
+def test_masks_are_binarised_as_nonzero(tmp_path):
+    salt16 = np.zeros((5, 5), np.uint16)
+    salt16[1:3, 1:3] = 65535
+    salt8 = (salt16 > 0).astype(np.uint8) * 255
+    ones8 = (salt16 > 0).astype(np.uint8)  # some tools save salt as 1
+    expected = (salt16 > 0).astype(np.uint8)
+    for name, pixels in (("m16.png", salt16), ("m8.png", salt8), ("m1.png", ones8),
+                         ("empty.png", np.zeros((5, 5), np.uint8))):
+        mask = read_mask(write(tmp_path / name, pixels))
+        assert mask.dtype == np.uint8
+        assert np.array_equal(mask, np.zeros_like(expected) if name == "empty.png" else expected)
+
+
+def test_a_mask_with_several_values_is_refused(tmp_path):
+    pixels = np.zeros((5, 5), np.uint8)
+    pixels[0, 0], pixels[1, 1] = 128, 255
+    with pytest.raises(DataError, match="not a binary mask"):
+        read_mask(write(tmp_path / "grey.png", pixels))
+
+
+@pytest.mark.parametrize("kind", ["gray", "rgb", "rgba", "gray16"])
+@pytest.mark.parametrize("num_channels", [1, 3])
+def test_images_of_any_channel_count(tmp_path, kind, num_channels):
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    pixels = {"gray": gray, "rgb": cv2.merge([gray] * 3),
+              "rgba": cv2.merge([gray] * 3 + [np.full_like(gray, 255)]),
+              "gray16": gray.astype(np.uint16) * 257}[kind]
+    image = read_image(write(tmp_path / f"{kind}.png", pixels), num_channels)
+    assert image.shape == (3, 4, num_channels)
+    assert image.dtype == np.uint8
+    for channel in range(num_channels):
+        assert np.array_equal(image[:, :, channel], gray)
+
+
+def test_corrupt_image_names_the_file(tmp_path):
+    path = write(tmp_path / "ok.png", np.zeros((8, 8), np.uint8))
+    with open(path, "rb") as handle:
+        start = handle.read(30)
+    with open(path, "wb") as handle:
+        handle.write(start)
+    with pytest.raises(DataError, match="ok.png"):
+        read_image(path, 1)
+
+
+def test_mask_of_another_size_is_refused(tmp_path):
+    image = write(tmp_path / "i.png", np.zeros((10, 10), np.uint8))
+    mask = write(tmp_path / "m.png", np.zeros((10, 12), np.uint8))
+    with pytest.raises(DataError, match="same size"):
+        load_pair(image, mask, (8, 8), 1)
+
+
+def test_resize_keeps_masks_binary_and_images_smooth(tmp_path):
+    image = write(tmp_path / "i.png", np.tile(np.arange(0, 250, 25, dtype=np.uint8), (10, 1)))
+    mask_pixels = np.zeros((10, 10), np.uint16)
+    mask_pixels[:, 5:] = 65535
+    mask = write(tmp_path / "m.png", mask_pixels)
+    resized_image, resized_mask = load_pair(image, mask, (16, 16), 1)
+    assert resized_image.shape == (1, 16, 16) and resized_mask.shape == (1, 16, 16)
+    assert set(resized_mask.unique().tolist()) == {0, 1}
+    # bilinear resizing of the ramp gives values that were not in the input
+    assert len(resized_image.unique()) > 10
+
+
+def test_dataset_gives_float_samples(synthetic_folder):
+    images, masks = pair_image_mask_paths(os.path.join(synthetic_folder, "images"),
+                                          os.path.join(synthetic_folder, "masks"))
+    dataset = SegmentationDataset(images[:5], masks[:5], size=(64, 48), num_channels=1)
+    image, mask = dataset[0]
+    assert len(dataset) == 5
+    assert image.shape == (1, 64, 48) and mask.shape == (1, 64, 48)
+    assert image.dtype == torch.float32 and 0 <= image.min() and image.max() <= 1
+    assert set(mask.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_synthetic_data_has_the_tgs_quirks(synthetic_folder):
+    masks = sorted(os.listdir(os.path.join(synthetic_folder, "masks")))
+    pixels = [cv2.imread(os.path.join(synthetic_folder, "masks", m), cv2.IMREAD_UNCHANGED)
+              for m in masks]
+    empty = [p for p in pixels if not p.any()]
+    salt = [p for p in pixels if p.any()]
+    assert 0.25 < len(empty) / len(pixels) < 0.55
+    assert all(p.dtype == np.uint8 for p in empty)
+    assert all(p.dtype == np.uint16 and p.max() == 65535 for p in salt)
+    image = cv2.imread(os.path.join(synthetic_folder, "images", masks[0]), cv2.IMREAD_UNCHANGED)
+    assert image.shape == (101, 101, 3)
+    assert np.array_equal(image[:, :, 0], image[:, :, 2])

@@ -1,0 +1,78 @@
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from pyimagesearch.engine import TrainingDiverged, evaluate, train_one_epoch
+from pyimagesearch.model import UNet, unet_arguments
+
+
+@pytest.fixture
+def data():
+    torch.manual_seed(0)
+    images = torch.rand(7, 1, 32, 32)
+    masks = (torch.rand(7, 1, 32, 32) > 0.6).float()
+    return TensorDataset(images, masks)
+
+
+def model():
+    torch.manual_seed(1)
+    return UNet(**unet_arguments(1, 1, 2, 4, (32, 32), "aligned"))
+
+
+def full_batch_loss(net, data):
+    images, masks = data.tensors
+    with torch.no_grad():
+        return torch.nn.BCEWithLogitsLoss()(net.eval()(images), masks).item()
+
+
+def test_epoch_loss_is_the_mean_over_images_with_a_short_last_batch(data):
+    # 7 images in batches of 3: 3 + 3 + 1. Averaging the batch means would
+    # give the single last image the weight of three.
+    net = model()
+    expected = full_batch_loss(net, data)
+    frozen = torch.optim.SGD(net.parameters(), lr=0.0)
+    loss = train_one_epoch(net, DataLoader(data, batch_size=3), torch.nn.BCEWithLogitsLoss(),
+                           frozen, "cpu", description=None)
+    assert loss == pytest.approx(expected, rel=1e-5)
+    totals = evaluate(net, DataLoader(data, batch_size=3), torch.nn.BCEWithLogitsLoss(), "cpu",
+                      0.5, description=None)
+    assert totals.count == 7
+    assert totals.means()["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_training_lowers_the_loss(data):
+    net = model()
+    before = full_batch_loss(net, data)
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(15):
+        train_one_epoch(net, DataLoader(data, batch_size=4), torch.nn.BCEWithLogitsLoss(),
+                        optimizer, "cpu", description=None)
+    assert full_batch_loss(net, data) < before
+
+
+def test_evaluation_results_do_not_depend_on_the_batch_size(data):
+    net = model()
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    one = evaluate(net, DataLoader(data, batch_size=1), loss_fn, "cpu", 0.5, description=None).means()
+    all_at_once = evaluate(net, DataLoader(data, batch_size=7), loss_fn, "cpu", 0.5,
+                           description=None).means()
+    assert one == pytest.approx(all_at_once, rel=1e-5)
+
+
+def test_channels_last_computes_the_same_as_the_plain_layout(data):
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    plain = evaluate(model(), DataLoader(data, batch_size=4), loss_fn, "cpu", 0.5,
+                     description=None).means()
+    fast_model = model().to(memory_format=torch.channels_last)
+    fast = evaluate(fast_model, DataLoader(data, batch_size=4), loss_fn, "cpu", 0.5,
+                    channels_last=True, description=None).means()
+    assert fast == pytest.approx(plain, rel=1e-4)
+
+
+def test_a_loss_that_becomes_nan_stops_training(data):
+    net = model()
+    images, masks = data.tensors
+    poisoned = TensorDataset(images.clone().fill_(float("nan")), masks)
+    with pytest.raises(TrainingDiverged, match="INIT_LR"):
+        train_one_epoch(net, DataLoader(poisoned, batch_size=4), torch.nn.BCEWithLogitsLoss(),
+                        torch.optim.Adam(net.parameters()), "cpu", description=None)

@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+from pyimagesearch.metrics import (MetricTotals, competition_score_per_image,
+                                   dice_per_image, iou_per_image)
+
+
+def masks(*rows_per_image):
+    """Build a (N,1,H,W) bool batch from strings like '1100'."""
+    return torch.tensor([[[[c == "1" for c in row] for row in image]]
+                         for image in rows_per_image])
+
+
+EMPTY = ["0000", "0000"]
+
+
+def test_both_empty_is_perfect():
+    pred, target = masks(EMPTY), masks(EMPTY)
+    assert iou_per_image(pred, target).tolist() == [1.0]
+    assert dice_per_image(pred, target).tolist() == [1.0]
+    assert competition_score_per_image(pred, target).tolist() == [1.0]
+
+
+def test_any_salt_on_an_empty_image_scores_zero():
+    pred, target = masks(["0000", "0100"]), masks(EMPTY)
+    assert iou_per_image(pred, target).tolist() == [0.0]
+    assert dice_per_image(pred, target).tolist() == [0.0]
+    assert competition_score_per_image(pred, target).tolist() == [0.0]
+
+
+def test_missing_all_salt_scores_zero():
+    pred, target = masks(EMPTY), masks(["1100", "1100"])
+    assert iou_per_image(pred, target).tolist() == [0.0]
+    assert competition_score_per_image(pred, target).tolist() == [0.0]
+
+
+def test_partial_overlap_worked_by_hand():
+    # truth: 4 pixels; prediction: 3 of them plus 1 outside
+    # intersection 3, union 5 -> IoU 0.6; Dice 2*3/(4+4) = 0.75
+    # thresholds exceeded by 0.6: 0.50, 0.55 (0.60 is not exceeded) -> 2/10
+    pred = masks(["1100", "1010"])
+    target = masks(["1100", "1100"])
+    assert iou_per_image(pred, target).item() == pytest.approx(0.6)
+    assert dice_per_image(pred, target).item() == pytest.approx(0.75)
+    assert competition_score_per_image(pred, target).item() == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("inter, union, expected", [
+    (10, 10, 1.0),   # perfect
+    (19, 20, 0.9),   # 0.95 exceeds 0.50..0.90 but not 0.95
+    (7, 10, 0.4),    # IoU exactly 0.70: 0.50, 0.55, 0.60, 0.65 -> 4
+    (1, 2, 0.0),     # IoU exactly 0.50 exceeds no threshold
+    (51, 100, 0.1),  # just above 0.50
+])
+def test_competition_score_at_threshold_edges(inter, union, expected):
+    # an image of `union` pixels in a row: truth covers all, prediction the first `inter`
+    target = torch.ones(1, 1, 1, union, dtype=torch.bool)
+    pred = torch.zeros_like(target)
+    pred[..., :inter] = True
+    assert competition_score_per_image(pred, target).item() == pytest.approx(expected)
+
+
+def test_per_image_values_over_a_batch():
+    pred = masks(EMPTY, ["1100", "1100"], ["0001", "0000"])
+    target = masks(EMPTY, ["1100", "1000"], EMPTY)
+    # image 2: inter 3, union 4 -> IoU 0.75, Dice 6/7, score 0.50..0.70 -> 5/10
+    assert iou_per_image(pred, target).tolist() == pytest.approx([1.0, 0.75, 0.0])
+    assert dice_per_image(pred, target).tolist() == pytest.approx([1.0, 6 / 7, 0.0])
+    assert competition_score_per_image(pred, target).tolist() == pytest.approx([1.0, 0.5, 0.0])
+
+
+def test_totals_average_over_images_not_batches():
+    totals = MetricTotals()
+    # batch of 3 with mean loss 1.0, then a batch of 1 with loss 5.0
+    totals.add(torch.tensor(1.0), masks(EMPTY, EMPTY, EMPTY), masks(EMPTY, EMPTY, EMPTY))
+    totals.add(torch.tensor(5.0), masks(["1000", "0000"]), masks(EMPTY))
+    means = totals.means()
+    assert totals.count == 4
+    assert means["loss"] == pytest.approx((3 * 1.0 + 5.0) / 4)
+    assert means["score"] == pytest.approx(3 / 4)
+    assert means["iou"] == pytest.approx(3 / 4)
+
+
+def test_totals_refuse_an_empty_evaluation():
+    with pytest.raises(ValueError, match="no images"):
+        MetricTotals().means()

@@ -1,0 +1,73 @@
+import pytest
+import torch
+
+from pyimagesearch.model import Block, Decoder, Encoder, UNet, unet_arguments
+
+
+def build(variant, levels=3, channels=1, size=(128, 128), classes=1):
+    return UNet(**unet_arguments(channels, classes, levels, 8, size, variant)).eval()
+
+
+@pytest.mark.parametrize("variant", ["aligned", "tutorial"])
+@pytest.mark.parametrize("levels", [2, 3, 4])
+@pytest.mark.parametrize("size", [(128, 128), (101, 101), (96, 160)])
+def test_output_has_the_configured_size(variant, levels, size):
+    if variant == "tutorial" and levels == 4 and min(size) < 128:
+        pytest.skip("too small for 4 unpadded levels (tested below)")
+    model = build(variant, levels, size=size)
+    with torch.no_grad():
+        out = model(torch.rand(2, 1, *size))
+    assert out.shape == (2, 1, *size)
+
+
+@pytest.mark.parametrize("channels, classes", [(1, 1), (3, 1), (3, 2)])
+def test_channels_in_and_classes_out(channels, classes):
+    model = build("aligned", channels=channels, classes=classes, size=(64, 64))
+    with torch.no_grad():
+        assert model(torch.rand(1, channels, 64, 64)).shape == (1, classes, 64, 64)
+
+
+def test_num_levels_sets_the_depth():
+    assert len(build("aligned", levels=5).encoder.encBlocks) == 5
+    assert len(build("aligned", levels=5).decoder.dec_blocks) == 4
+
+
+def test_aligned_output_follows_a_shift_of_the_input():
+    # output pixel i must label input pixel i: shifting the input by a multiple
+    # of the pooling stride shifts the output by the same amount, wherever the
+    # receptive field (about 30 pixels here) stays clear of the image's sides
+    torch.manual_seed(0)
+    model = build("aligned", levels=3, size=(128, 128))
+    image = torch.rand(1, 1, 128, 128)
+    shifted = torch.roll(image, shifts=8, dims=-1)
+    with torch.no_grad():
+        out, out_shifted = model(image), model(shifted)
+    assert torch.allclose(out[..., 40:80], out_shifted[..., 48:88], atol=1e-5)
+    assert not torch.allclose(out[..., 40:80], out_shifted[..., 40:80], atol=1e-3)
+
+
+def test_tutorial_output_is_stretched_from_a_smaller_map():
+    model = build("tutorial", size=(128, 128))
+    model.retainDim = False
+    with torch.no_grad():
+        assert model(torch.rand(1, 1, 128, 128)).shape == (1, 1, 88, 88)
+
+
+def test_tutorial_variant_refuses_inputs_too_small_for_its_depth():
+    model = build("tutorial", levels=4, size=(64, 64))
+    with pytest.raises(ValueError, match="too small"):
+        model(torch.rand(1, 1, 64, 64))
+
+
+def test_parts_keep_the_tutorial_interfaces():
+    block = Block(3, 16)
+    assert block(torch.rand(1, 3, 20, 20)).shape == (1, 16, 16, 16)
+    features = Encoder((3, 16, 32))(torch.rand(1, 3, 64, 64))
+    assert [f.shape[1] for f in features] == [16, 32]
+    out = Decoder((32, 16))(features[-1], features[-2::-1])
+    assert out.shape[1] == 16
+
+
+def test_mismatched_channel_lists_are_refused():
+    with pytest.raises(ValueError, match="mirror"):
+        UNet(encChannels=(1, 16, 32), decChannels=(64, 32))
