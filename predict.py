@@ -2,6 +2,7 @@
 
     python predict.py                                  # plot NUM_PREDICTIONS test images
     python predict.py --input DIR --masks-out OUT      # a 0/255 PNG mask per image in DIR
+    python predict.py --evaluate                       # IoU, Dice, score on the test split
 """
 import os
 import sys
@@ -17,6 +18,7 @@ from pyimagesearch.dataset import DataError, list_image_files, read_mask
 from pyimagesearch.engine import autocast_dtype, prepare_model
 from pyimagesearch.files import OutputError, atomic_path, ensure_folder
 from pyimagesearch.inference import segment_files
+from pyimagesearch.metrics import MetricTotals
 from pyimagesearch.plots import display_available, plot_prediction, show_open_figures
 
 
@@ -49,6 +51,22 @@ def plot_test_predictions(settings, model, arguments, device, options):
         show_open_figures()
 
 
+def evaluate_test_split(settings, model, arguments, device, options):
+    """Metrics of the model on the test split, at each image's original size."""
+    pairs = read_test_pairs(settings.TEST_PATHS)
+    totals = MetricTotals()
+    predictions = segment_files(model, arguments, [image for image, _ in pairs], device,
+                                settings.THRESHOLD, **options)
+    for (_, mask_path), (_, _, predicted) in tqdm(zip(pairs, predictions), total=len(pairs),
+                                                  desc="evaluating", unit="image"):
+        truth = torch.from_numpy(read_mask(mask_path))[None]
+        totals.add(torch.zeros(()), torch.from_numpy(predicted)[None], truth)
+    means = totals.means()
+    print(f"[INFO] {totals.count} test images at their original size: mean IoU {means['iou']:.4f}  "
+          f"mean Dice {means['dice']:.4f}  competition score {means['score']:.4f}")
+    return means
+
+
 def write_masks(settings, model, arguments, device, options, input_folder, masks_folder):
     if not os.path.isdir(input_folder):
         raise DataError(f"the input folder {input_folder} does not exist")
@@ -71,6 +89,9 @@ def main(argv=None):
     parser.add_argument("--input", metavar="DIR", help="predict every image in DIR")
     parser.add_argument("--masks-out", metavar="DIR",
                         help="with --input: write one PNG mask per image here")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="print IoU, Dice and competition score on the test split "
+                             "(TEST_PATHS), at the images' original size")
     args = parser.parse_args(argv)
     settings = settings_from_args(args, parser)
     if bool(args.input) != bool(args.masks_out):
@@ -81,7 +102,9 @@ def main(argv=None):
         model = prepare_model(model, device, settings.CHANNELS_LAST)
         options = {"batch_size": settings.BATCH_SIZE * 2, "channels_last": settings.CHANNELS_LAST,
                    "dtype": autocast_dtype(device, settings.PRECISION)}
-        if args.input:
+        if args.evaluate:
+            evaluate_test_split(settings, model, arguments, device, options)
+        elif args.input:
             write_masks(settings, model, arguments, device, options, args.input, args.masks_out)
         else:
             plot_test_predictions(settings, model, arguments, device, options)

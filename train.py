@@ -40,7 +40,8 @@ def dataset_folders(settings):
     """(image folder, mask folder); the built-in synthetic data stands in only
     for the project's own empty dataset/train, never for a folder the user chose."""
     image_folder, mask_folder = settings.IMAGE_DATASET_PATH, settings.MASK_DATASET_PATH
-    stock = os.path.abspath(image_folder) == STOCK_IMAGE_FOLDER
+    stock = (os.path.abspath(image_folder) == STOCK_IMAGE_FOLDER
+             and not settings.GIVEN & {"DATASET_PATH", "IMAGE_DATASET_PATH"})
     if stock and not (os.path.isdir(image_folder) and list_image_files(image_folder)):
         folder = settings.SYNTHETIC_DATASET_PATH
         print(f"[INFO] {image_folder} holds no images: training on built-in synthetic "

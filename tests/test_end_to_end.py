@@ -1,0 +1,134 @@
+"""Train and predict on generated data, through the scripts' own entry points."""
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import predict
+import train
+from pyimagesearch import config
+from pyimagesearch.checkpoint import load_model
+
+SMALL = ["--input-image-width", "64", "--input-image-height", "64", "--batch-size", "8"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One short training run on 200 generated images (about a minute), shared by the checks below."""
+    from pyimagesearch import synthetic
+    data = synthetic.write_dataset(str(tmp_path_factory.mktemp("data")), 200, seed=3)
+    output = str(tmp_path_factory.mktemp("output"))
+    train.main(["--dataset-path", data, "--base-output", output, "--num-epochs", "18",
+                "--init-lr", "0.002", *SMALL])
+    return data, output
+
+
+def test_training_writes_every_output_file(trained):
+    data, output = trained
+    for name in ("unet_tgs_salt.pth", "unet_tgs_salt_last.pth", "plot.png", "history.csv",
+                 "test_paths.txt"):
+        assert os.path.getsize(os.path.join(output, name)) > 0, name
+    plot = cv2.imread(os.path.join(output, "plot.png"))
+    assert plot is not None and plot.shape[0] > 100
+    with open(os.path.join(output, "history.csv")) as handle:
+        rows = handle.read().splitlines()
+    assert rows[0].startswith("epoch,train_loss,val_loss,val_iou,val_dice,val_score")
+    assert len(rows) == 19
+    with open(os.path.join(output, "test_paths.txt")) as handle:
+        pairs = [line.rstrip("\n").split("\t") for line in handle]
+    assert len(pairs) == 30  # ceil(0.15 * 200)
+    for image, mask in pairs:
+        assert os.path.basename(image) == os.path.basename(mask)
+        assert os.path.exists(image) and os.path.exists(mask)
+    assert not [f for f in os.listdir(output) if ".tmp" in f], "temporary files left behind"
+
+
+def test_the_best_model_is_kept_with_its_epoch(trained):
+    _, output = trained
+    _, arguments, best = load_model(os.path.join(output, "unet_tgs_salt.pth"))
+    _, _, last = load_model(os.path.join(output, "unet_tgs_salt_last.pth"))
+    assert last["epoch"] == 18
+    assert best["metrics"]["score"] >= last["metrics"]["score"]
+    assert arguments["outSize"] == [64, 64] and arguments["encChannels"][0] == 1
+
+
+def test_learning_works_on_the_generated_data(trained, capsys):
+    _, output = trained
+    predict.main(["--base-output", output, "--evaluate", *SMALL])
+    line = capsys.readouterr().out
+    iou = float(line.split("mean IoU")[1].split()[0])
+    assert iou > 0.8, line
+
+
+def test_predict_plots_ten_distinct_test_images(trained):
+    _, output = trained
+    predict.main(["--base-output", output, *SMALL])
+    figures = os.listdir(os.path.join(output, "predictions"))
+    assert len(figures) == 10 and len(set(figures)) == 10
+    with open(os.path.join(output, "test_paths.txt")) as handle:
+        test_names = {os.path.basename(line.split("\t")[0]) for line in handle}
+    assert set(figures) <= test_names
+
+
+def test_predict_writes_a_binary_mask_per_image_at_its_size(trained, tmp_path):
+    data, output = trained
+    images = tmp_path / "in"
+    images.mkdir()
+    for name in sorted(os.listdir(os.path.join(data, "images")))[:5]:
+        pixels = cv2.imread(os.path.join(data, "images", name))
+        cv2.imwrite(str(images / name), pixels)
+    # a non-square image of another size is predicted at its own size
+    cv2.imwrite(str(images / "wide.jpg"), np.full((50, 80, 3), 128, np.uint8))
+    predict.main(["--base-output", output, "--input", str(images),
+                  "--masks-out", str(tmp_path / "out")])
+    written = sorted(os.listdir(tmp_path / "out"))
+    assert len(written) == 6 and "wide.png" in written
+    for name in written:
+        mask = cv2.imread(str(tmp_path / "out" / name), cv2.IMREAD_UNCHANGED)
+        assert mask.dtype == np.uint8
+        assert set(np.unique(mask)) <= {0, 255}
+        assert mask.shape == ((50, 80) if name == "wide.png" else (101, 101))
+
+
+def test_same_seed_same_weights(tmp_path, synthetic_folder):
+    weights = []
+    for run in ("a", "b"):
+        output = str(tmp_path / run)
+        train.main(["--dataset-path", synthetic_folder, "--base-output", output,
+                    "--num-epochs", "1", *SMALL])
+        model, _, _ = load_model(os.path.join(output, "unet_tgs_salt_last.pth"))
+        weights.append(model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_empty_stock_folder_falls_back_to_synthetic_data(tmp_path, monkeypatch, capsys):
+    stock = tmp_path / "dataset" / "train"
+    (stock / "images").mkdir(parents=True)
+    monkeypatch.setattr(config, "DATASET_PATH", str(stock))
+    monkeypatch.setattr(config, "IMAGE_DATASET_PATH", str(stock / "images"))
+    monkeypatch.setattr(config, "MASK_DATASET_PATH", str(stock / "masks"))
+    monkeypatch.setattr(train, "STOCK_IMAGE_FOLDER", str(stock / "images"))
+    output = tmp_path / "out"
+    train.main(["--base-output", str(output), "--num-epochs", "1",
+                "--synthetic-num-images", "20", *SMALL])
+    assert "synthetic" in capsys.readouterr().out
+    assert len(os.listdir(output / "synthetic" / "images")) == 20
+    assert (output / "unet_tgs_salt.pth").exists()
+
+
+def test_an_empty_folder_the_user_chose_is_an_error(tmp_path, capsys):
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    (tmp_path / "data" / "masks").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--dataset-path", str(tmp_path / "data"), "--base-output",
+                    str(tmp_path / "out")])
+    assert "no images" in str(exit_info.value.code)
+    assert not (tmp_path / "out" / "synthetic").exists()
+
+
+def test_predict_before_training_says_to_train(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main(["--base-output", str(tmp_path)])
+    assert "train" in str(exit_info.value.code)
