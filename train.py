@@ -2,11 +2,13 @@
 
     python train.py                          # settings from pyimagesearch/config.py
     python train.py --num-epochs 5 --dataset-path /data/tgs/train
+    python train.py --resume                 # continue an interrupted run
     python train.py --help                   # every setting
 """
 import math
 import os
 import random
+import signal
 import sys
 import time
 
@@ -17,7 +19,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pyimagesearch import config, synthetic
-from pyimagesearch.checkpoint import CheckpointError, save_model
+from pyimagesearch.checkpoint import (CheckpointError, load_training_state, restore_rng,
+                                      save_model, save_training_state)
 from pyimagesearch.cli import build_parser, settings_from_args
 from pyimagesearch.dataset import (DataError, SegmentationDataset, list_image_files,
                                    pair_image_mask_paths)
@@ -54,18 +57,28 @@ def dataset_folders(settings):
     return image_folder, mask_folder
 
 
+def _stop_on_sigterm(signum, frame):
+    # `kill`, a scheduler's time limit or a closing terminal: stop like Ctrl-C
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
     parser = build_parser(__doc__.splitlines()[0])
-    settings = settings_from_args(parser.parse_args(argv), parser)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from CHECKPOINT_PATH, written after every epoch")
+    args = parser.parse_args(argv)
+    settings = settings_from_args(args, parser)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        train(settings)
+        train(settings, resume=args.resume)
     except (DataError, OutputError, CheckpointError, TrainingDiverged) as error:
         sys.exit(f"[ERROR] {error}")
     except KeyboardInterrupt:
-        sys.exit("[INFO] interrupted: the models and plot of the finished epochs are kept")
+        sys.exit(f"[INFO] interrupted: every finished epoch is saved; continue with "
+                 f"`python train.py --resume` and the same settings")
 
 
-def train(settings):
+def train(settings, resume=False):
     seed_everything(settings.SEED)
     device = torch.device(settings.DEVICE)
     ensure_folder(settings.BASE_OUTPUT)
@@ -91,9 +104,9 @@ def train(settings):
                                  num_channels=settings.NUM_CHANNELS, progress=True)
     print(f"[INFO] {len(trainDS)} images for training, {len(testDS)} for validation")
     loader_options = {"num_workers": settings.NUM_WORKERS, "pin_memory": settings.PIN_MEMORY}
+    shuffle_generator = torch.Generator().manual_seed(settings.SEED)
     trainLoader = DataLoader(trainDS, batch_size=settings.BATCH_SIZE, shuffle=True,
-                             generator=torch.Generator().manual_seed(settings.SEED),
-                             **loader_options)
+                             generator=shuffle_generator, **loader_options)
     # no gradients to keep during validation, so larger batches fit
     testLoader = DataLoader(testDS, batch_size=settings.BATCH_SIZE * 2, **loader_options)
 
@@ -105,11 +118,25 @@ def train(settings):
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     fast = {"dtype": dtype, "channels_last": settings.CHANNELS_LAST}
 
-    history, best_score = [], -1.0
+    history, best_score, first_epoch = [], -1.0, 1
+    if resume:
+        state = load_training_state(settings.CHECKPOINT_PATH, arguments)
+        unet.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if scaler is not None and state["scaler"] is not None:
+            scaler.load_state_dict(state["scaler"])
+        restore_rng(state, shuffle_generator)
+        history, best_score, first_epoch = state["history"], state["best_score"], state["epoch"] + 1
+        print(f"[INFO] resuming after epoch {state['epoch']} from {settings.CHECKPOINT_PATH}")
+        if first_epoch > settings.NUM_EPOCHS:
+            print(f"[INFO] the run already has {state['epoch']} epochs; raise --num-epochs "
+                  f"to train longer")
+            return
+
     print(f"[INFO] training the {settings.MODEL_VARIANT} U-Net for {settings.NUM_EPOCHS} "
           f"epochs on {device}")
-    epochs = tqdm(range(1, settings.NUM_EPOCHS + 1), desc="epochs", unit="epoch")
-    for epoch in epochs:
+    for epoch in tqdm(range(first_epoch, settings.NUM_EPOCHS + 1), desc="epochs", unit="epoch",
+                      initial=first_epoch - 1, total=settings.NUM_EPOCHS):
         started = time.perf_counter()
         train_loss = train_one_epoch(unet, trainLoader, lossFunc, opt, device,
                                      scaler=scaler, **fast)
@@ -122,7 +149,9 @@ def train(settings):
                    f"val loss {val['loss']:.4f}  IoU {val['iou']:.4f}  Dice {val['dice']:.4f}  "
                    f"score {val['score']:.4f}  ({row['seconds']:.1f} s)")
 
-        # everything is written every epoch, so an interrupted run keeps its progress
+        # everything is written every epoch, so an interrupted run loses at most
+        # the epoch in progress; the checkpoint goes last, so that a run resumed
+        # from it finds every other file of its epoch already written
         metadata = {"epoch": epoch, "metrics": val, "settings": _plain(settings)}
         save_model(settings.LAST_MODEL_PATH, unet, arguments, **metadata)
         if val["score"] > best_score:
@@ -130,6 +159,10 @@ def train(settings):
             save_model(settings.MODEL_PATH, unet, arguments, **metadata)
         write_csv(settings.HISTORY_PATH, history)
         plot_history(history, settings.PLOT_PATH)
+        save_training_state(settings.CHECKPOINT_PATH, model=unet, optimizer=opt,
+                            arguments=arguments, epoch=epoch, history=history,
+                            best_score=best_score, loader_generator=shuffle_generator,
+                            scaler=scaler)
     best = max(history, key=lambda r: r["val_score"])
     print(f"[INFO] best validation score {best['val_score']:.4f} at epoch {best['epoch']} "
           f"(saved to {settings.MODEL_PATH}); last epoch saved to {settings.LAST_MODEL_PATH}")

@@ -15,6 +15,7 @@ from pyimagesearch.files import atomic_path
 from pyimagesearch.model import UNet
 
 FORMAT = "pyimagesearch-unet"
+TRAINING_FORMAT = "pyimagesearch-training-state"
 VERSION = 1
 
 
@@ -33,11 +34,7 @@ def save_model(path, model, arguments, **metadata):
         torch.save(payload, temporary)
 
 
-def read_model_file(path):
-    """The raw content of a model file, after checking that it is one."""
-    if not os.path.exists(path):
-        raise CheckpointError(f"no model file at {path}; train one first with "
-                              f"`python train.py` (or give --model-path)")
+def _load_checked(path, expected_format, what):
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -49,14 +46,22 @@ def read_model_file(path):
     except (RuntimeError, zipfile.BadZipFile, EOFError, OSError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path} is not a readable PyTorch file ({reason})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is a PyTorch file but not a model file of "
-                              f"this project (no '{FORMAT}' format marker)")
+    if not isinstance(payload, dict) or payload.get("format") != expected_format:
+        raise CheckpointError(f"{path} is a PyTorch file but not a {what} of "
+                              f"this project (no '{expected_format}' format marker)")
     if payload.get("version", 0) > VERSION:
         raise CheckpointError(f"{path} was written by a newer version of this project "
                               f"(file version {payload['version']}, this one reads "
                               f"up to {VERSION})")
     return payload
+
+
+def read_model_file(path):
+    """The raw content of a model file, after checking that it is one."""
+    if not os.path.exists(path):
+        raise CheckpointError(f"no model file at {path}; train one first with "
+                              f"`python train.py` (or give --model-path)")
+    return _load_checked(path, FORMAT, "model file")
 
 
 def load_model(path, device="cpu"):
@@ -70,3 +75,40 @@ def load_model(path, device="cpu"):
         raise CheckpointError(f"the weights in {path} do not fit the network its "
                               f"settings describe: {str(error).splitlines()[0]}") from None
     return model.to(device).eval(), payload["arguments"], payload["metadata"]
+
+
+def save_training_state(path, *, model, optimizer, arguments, epoch, history, best_score,
+                        loader_generator, scaler=None):
+    """Everything needed to continue training after ``epoch`` as if never stopped."""
+    model = getattr(model, "module", model)
+    state = {"format": TRAINING_FORMAT, "version": VERSION, "arguments": arguments,
+             "epoch": epoch, "history": history, "best_score": best_score,
+             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scaler": scaler.state_dict() if scaler is not None else None,
+             "torch_rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+             "loader_rng": loader_generator.get_state()}
+    with atomic_path(path) as temporary:
+        torch.save(state, temporary)
+
+
+def load_training_state(path, arguments):
+    """The state saved by ``save_training_state``, checked against this run's network."""
+    if not os.path.exists(path):
+        raise CheckpointError(f"nothing to resume: no checkpoint at {path} (it is written "
+                              f"after every epoch; check --base-output)")
+    state = _load_checked(path, TRAINING_FORMAT, "training checkpoint")
+    differences = [f"{key} {state['arguments'].get(key)} in the checkpoint, {value} now"
+                   for key, value in arguments.items() if state["arguments"].get(key) != value]
+    if differences:
+        raise CheckpointError(f"{path} was trained with another network: "
+                              f"{'; '.join(differences)}; resume with the same settings "
+                              f"or start afresh without --resume")
+    return state
+
+
+def restore_rng(state, loader_generator):
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    loader_generator.set_state(state["loader_rng"])

@@ -66,6 +66,9 @@ BASE_OUTPUT = os.path.join(PROJECT_ROOT, "output")
 MODEL_PATH = os.path.join(BASE_OUTPUT, "unet_tgs_salt.pth")
 # the model after the last epoch
 LAST_MODEL_PATH = os.path.join(BASE_OUTPUT, "unet_tgs_salt_last.pth")
+# everything needed to continue an interrupted run with `train.py --resume`,
+# written after every epoch
+CHECKPOINT_PATH = os.path.join(BASE_OUTPUT, "checkpoint.pth")
 PLOT_PATH = os.path.join(BASE_OUTPUT, "plot.png")
 HISTORY_PATH = os.path.join(BASE_OUTPUT, "history.csv")
 TEST_PATHS = os.path.join(BASE_OUTPUT, "test_paths.txt")

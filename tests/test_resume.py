@@ -1,0 +1,85 @@
+"""An interrupted run, resumed, ends exactly where an uninterrupted one does."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import train
+from pyimagesearch.checkpoint import load_model
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--input-image-width", "32", "--input-image-height", "32", "--batch-size", "16",
+        "--num-levels", "2"]
+
+
+def last_weights(output):
+    model, _, _ = load_model(os.path.join(output, "unet_tgs_salt_last.pth"))
+    return model.state_dict()
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path, synthetic_folder, monkeypatch, capsys):
+    common = ["--dataset-path", synthetic_folder, "--num-epochs", "3", *TINY]
+    train.main([*common, "--base-output", str(tmp_path / "straight")])
+
+    # interrupt during the third epoch, as Ctrl-C would
+    real_epoch = train.train_one_epoch
+    calls = []
+
+    def interrupted_on_third_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_one_epoch", interrupted_on_third_epoch)
+    output = str(tmp_path / "interrupted")
+    with pytest.raises(SystemExit) as exit_info:
+        train.main([*common, "--base-output", output])
+    assert "--resume" in str(exit_info.value.code)
+    _, _, metadata = load_model(os.path.join(output, "unet_tgs_salt_last.pth"))
+    assert metadata["epoch"] == 2
+
+    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    train.main([*common, "--base-output", output, "--resume"])
+    straight, resumed = last_weights(str(tmp_path / "straight")), last_weights(output)
+    assert all(torch.equal(straight[name], resumed[name]) for name in straight)
+    with open(os.path.join(output, "history.csv")) as handle:
+        assert [line.split(",")[0] for line in handle][1:] == ["1", "2", "3"]
+
+
+def test_resume_refuses_a_checkpoint_of_another_network(tmp_path, synthetic_folder):
+    common = ["--dataset-path", synthetic_folder, "--base-output", str(tmp_path), *TINY]
+    train.main([*common, "--num-epochs", "1"])
+    with pytest.raises(SystemExit) as exit_info:
+        train.main([*common, "--num-epochs", "2", "--base-filters", "8", "--resume"])
+    assert "another network" in str(exit_info.value.code)
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path, synthetic_folder):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--dataset-path", synthetic_folder, "--base-output", str(tmp_path),
+                    "--resume", *TINY])
+    assert "nothing to resume" in str(exit_info.value.code)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_cleanly_and_keeps_the_finished_epochs(tmp_path, synthetic_folder, signum):
+    output = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(PROJECT, "train.py"), "--dataset-path", synthetic_folder,
+         "--base-output", str(output), "--num-epochs", "200", *TINY],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (output / "checkpoint.pth").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert "--resume" in err and "Traceback" not in err
+    assert not [f for f in os.listdir(output) if ".tmp" in f]
+    _, _, metadata = load_model(str(output / "unet_tgs_salt_last.pth"))
+    assert metadata["epoch"] >= 1
