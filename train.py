@@ -78,12 +78,9 @@ def main(argv=None):
                  f"`python train.py --resume` and the same settings")
 
 
-def train(settings, resume=False):
-    seed_everything(settings.SEED)
-    device = torch.device(settings.DEVICE)
-    ensure_folder(settings.BASE_OUTPUT)
-
-    # pair images with masks by name, then hold out TEST_SPLIT for validation
+def read_split(settings):
+    """Pair the images with their masks, hold out TEST_SPLIT for validation,
+    read both parts into memory and record the held-out pairs in TEST_PATHS."""
     image_folder, mask_folder = dataset_folders(settings)
     imagePaths, maskPaths = pair_image_mask_paths(image_folder, mask_folder)
     # train_test_split holds out ceil(TEST_SPLIT * n) images
@@ -93,16 +90,32 @@ def train(settings, resume=False):
                         f"change --test-split")
     trainImages, testImages, trainMasks, testMasks = train_test_split(
         imagePaths, maskPaths, test_size=settings.TEST_SPLIT, random_state=settings.SEED)
-    write_text(settings.TEST_PATHS,
-               "".join(f"{image}\t{mask}\n" for image, mask in zip(testImages, testMasks)))
 
-    size = (settings.INPUT_IMAGE_HEIGHT, settings.INPUT_IMAGE_WIDTH)
     print(f"[INFO] reading {len(imagePaths)} images from {image_folder}")
-    trainDS = SegmentationDataset(trainImages, trainMasks, size=size,
-                                  num_channels=settings.NUM_CHANNELS, progress=True)
-    testDS = SegmentationDataset(testImages, testMasks, size=size,
-                                 num_channels=settings.NUM_CHANNELS, progress=True)
+    reading = {"size": (settings.INPUT_IMAGE_HEIGHT, settings.INPUT_IMAGE_WIDTH),
+               "num_channels": settings.NUM_CHANNELS,
+               "skip_bad_files": settings.SKIP_BAD_FILES, "progress": True}
+    trainDS = SegmentationDataset(trainImages, trainMasks, **reading)
+    testDS = SegmentationDataset(testImages, testMasks, **reading)
+    skipped = trainDS.skipped + testDS.skipped
+    if skipped:
+        print(f"[WARN] skipped {len(skipped)} unreadable image/mask pair(s) "
+              f"(SKIP_BAD_FILES): {'; '.join(skipped[:3])}" + (" ..." if len(skipped) > 3 else ""))
+    if not len(trainDS) or not len(testDS):
+        raise DataError("after skipping unreadable files no image is left for "
+                        + ("training" if not len(trainDS) else "validation"))
     print(f"[INFO] {len(trainDS)} images for training, {len(testDS)} for validation")
+    write_text(settings.TEST_PATHS, "".join(
+        f"{image}\t{mask}\n" for image, mask in zip(testDS.imagePaths, testDS.maskPaths)))
+    return trainDS, testDS
+
+
+def train(settings, resume=False):
+    seed_everything(settings.SEED)
+    device = torch.device(settings.DEVICE)
+    ensure_folder(settings.BASE_OUTPUT)
+    trainDS, testDS = read_split(settings)
+
     loader_options = {"num_workers": settings.NUM_WORKERS, "pin_memory": settings.PIN_MEMORY}
     shuffle_generator = torch.Generator().manual_seed(settings.SEED)
     trainLoader = DataLoader(trainDS, batch_size=settings.BATCH_SIZE, shuffle=True,

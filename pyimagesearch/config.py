@@ -20,6 +20,11 @@ MASK_DATASET_PATH = os.path.join(DATASET_PATH, "masks")
 # share of the data held out for validation; the split is seeded by SEED
 TEST_SPLIT = 0.15
 
+# an unreadable image or mask (truncated, corrupt, not binary, of another
+# size than its partner) stops the run with its name; True skips such pairs
+# with a warning and a count instead
+SKIP_BAD_FILES = False
+
 # --- device ---------------------------------------------------------------
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 PIN_MEMORY = DEVICE.startswith("cuda")

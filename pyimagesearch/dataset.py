@@ -78,7 +78,8 @@ def _read(path):
     pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if pixels is None:
         raise DataError(f"{path} is not a readable image (empty, truncated or "
-                        f"not an image format OpenCV knows); replace or remove it")
+                        f"not an image format OpenCV knows); replace or remove it, or "
+                        f"skip such files with --skip-bad-files true")
     return pixels
 
 
@@ -141,24 +142,37 @@ class SegmentationDataset(torch.utils.data.Dataset):
     """Image/mask pairs decoded once into memory.
 
     ``transforms`` (optional) is a torchvision.transforms.v2 transform applied
-    jointly to the image and mask of each sample, e.g. random flips.
+    jointly to the image and mask of each sample, e.g. random flips. With
+    ``skip_bad_files`` a pair that cannot be read is left out and its error
+    kept in ``skipped`` instead of raised.
     Samples come out as float tensors: image in [0, 1], mask 0/1.
     """
 
     def __init__(self, imagePaths, maskPaths, transforms=None, *,
-                 size=(128, 128), num_channels=1, progress=False):
+                 size=(128, 128), num_channels=1, skip_bad_files=False, progress=False):
         if len(imagePaths) != len(maskPaths):
             raise DataError(f"{len(imagePaths)} images but {len(maskPaths)} masks")
-        self.imagePaths = list(imagePaths)
-        self.maskPaths = list(maskPaths)
         self.transforms = transforms
-        pairs = [load_pair(i, m, size, num_channels)
-                 for i, m in tqdm(zip(self.imagePaths, self.maskPaths),
-                                  total=len(self.imagePaths), desc="reading images",
-                                  disable=not progress, leave=False)]
-        shape = (0, num_channels, *size)
-        self.images = torch.stack([p[0] for p in pairs]) if pairs else torch.empty(shape, dtype=torch.uint8)
-        self.masks = torch.stack([p[1] for p in pairs]) if pairs else torch.empty((0, 1, *size), dtype=torch.uint8)
+        self.imagePaths, self.maskPaths, self.skipped = [], [], []
+        images, masks = [], []
+        for image_path, mask_path in tqdm(zip(imagePaths, maskPaths), total=len(imagePaths),
+                                          desc="reading images", disable=not progress,
+                                          leave=False):
+            try:
+                image, mask = load_pair(image_path, mask_path, size, num_channels)
+            except DataError as error:
+                if not skip_bad_files:
+                    raise
+                self.skipped.append(str(error))
+                continue
+            self.imagePaths.append(image_path)
+            self.maskPaths.append(mask_path)
+            images.append(image)
+            masks.append(mask)
+        self.images = (torch.stack(images) if images
+                       else torch.empty((0, num_channels, *size), dtype=torch.uint8))
+        self.masks = (torch.stack(masks) if masks
+                      else torch.empty((0, 1, *size), dtype=torch.uint8))
 
     def __len__(self):
         return len(self.imagePaths)

@@ -87,18 +87,35 @@ def test_a_mask_with_several_values_is_refused(tmp_path):
         read_mask(write(tmp_path / "grey.png", pixels))
 
 
-@pytest.mark.parametrize("kind", ["gray", "rgb", "rgba", "gray16"])
+@pytest.mark.parametrize("kind", ["gray", "rgb", "rgba", "gray16", "jpeg"])
 @pytest.mark.parametrize("num_channels", [1, 3])
 def test_images_of_any_channel_count(tmp_path, kind, num_channels):
     gray = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
-    pixels = {"gray": gray, "rgb": cv2.merge([gray] * 3),
+    pixels = {"gray": gray, "rgb": cv2.merge([gray] * 3), "jpeg": cv2.merge([gray] * 3),
               "rgba": cv2.merge([gray] * 3 + [np.full_like(gray, 255)]),
               "gray16": gray.astype(np.uint16) * 257}[kind]
-    image = read_image(write(tmp_path / f"{kind}.png", pixels), num_channels)
+    extension = ".jpg" if kind == "jpeg" else ".png"
+    image = read_image(write(tmp_path / f"{kind}{extension}", pixels), num_channels)
     assert image.shape == (3, 4, num_channels)
     assert image.dtype == np.uint8
+    # JPEG is lossy: its pixels come back close, not equal
+    tolerance = 12 if kind == "jpeg" else 0
     for channel in range(num_channels):
-        assert np.array_equal(image[:, :, channel], gray)
+        assert np.abs(image[:, :, channel].astype(int) - gray).max() <= tolerance
+
+
+def test_colour_images_are_read_as_rgb(tmp_path):
+    bgr = np.zeros((2, 2, 3), np.uint8)
+    bgr[..., 0] = 255  # OpenCV stores blue first
+    image = read_image(write(tmp_path / "blue.png", bgr), 3)
+    assert image[0, 0].tolist() == [0, 0, 255]
+
+
+def test_non_square_pairs_are_resized_to_the_input_size(tmp_path):
+    image = write(tmp_path / "i.png", np.zeros((10, 30), np.uint8))
+    mask = write(tmp_path / "m.png", np.ones((10, 30), np.uint8))
+    resized_image, resized_mask = load_pair(image, mask, (16, 24), 1)
+    assert resized_image.shape == (1, 16, 24) and resized_mask.shape == (1, 16, 24)
 
 
 def test_corrupt_image_names_the_file(tmp_path):
