@@ -5,6 +5,7 @@
     python train.py --resume                 # continue an interrupted run
     python train.py --help                   # every setting
 """
+import functools
 import math
 import os
 import random
@@ -15,10 +16,10 @@ import time
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from pyimagesearch import config, synthetic
+from pyimagesearch import config, distributed, synthetic
 from pyimagesearch.checkpoint import (CheckpointError, load_training_state, restore_rng,
                                       save_model, save_training_state)
 from pyimagesearch.cli import build_parser, settings_from_args
@@ -69,19 +70,28 @@ def main(argv=None):
     args = parser.parse_args(argv)
     settings = settings_from_args(args, parser)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    context = distributed.setup(settings.DEVICE)
+    if not context.is_main:
+        sys.stdout = open(os.devnull, "w")  # one process reports, as in a single run
     try:
-        train(settings, resume=args.resume)
+        train(settings, context, resume=args.resume)
     except (DataError, OutputError, CheckpointError, TrainingDiverged) as error:
         sys.exit(f"[ERROR] {error}")
     except KeyboardInterrupt:
         sys.exit(f"[INFO] interrupted: every finished epoch is saved; continue with "
                  f"`python train.py --resume` and the same settings")
+    finally:
+        distributed.teardown(context)
 
 
-def read_split(settings):
+def read_split(settings, context):
     """Pair the images with their masks, hold out TEST_SPLIT for validation,
     read both parts into memory and record the held-out pairs in TEST_PATHS."""
-    image_folder, mask_folder = dataset_folders(settings)
+    if context.is_main:
+        image_folder, mask_folder = dataset_folders(settings)
+    distributed.barrier(context)  # the main process may be generating data
+    if not context.is_main:
+        image_folder, mask_folder = dataset_folders(settings)
     imagePaths, maskPaths = pair_image_mask_paths(image_folder, mask_folder)
     # train_test_split holds out ceil(TEST_SPLIT * n) images
     if len(imagePaths) - math.ceil(len(imagePaths) * settings.TEST_SPLIT) < 1:
@@ -94,7 +104,7 @@ def read_split(settings):
     print(f"[INFO] reading {len(imagePaths)} images from {image_folder}")
     reading = {"size": (settings.INPUT_IMAGE_HEIGHT, settings.INPUT_IMAGE_WIDTH),
                "num_channels": settings.NUM_CHANNELS,
-               "skip_bad_files": settings.SKIP_BAD_FILES, "progress": True}
+               "skip_bad_files": settings.SKIP_BAD_FILES, "progress": context.is_main}
     trainDS = SegmentationDataset(trainImages, trainMasks, **reading)
     testDS = SegmentationDataset(testImages, testMasks, **reading)
     skipped = trainDS.skipped + testDS.skipped
@@ -105,26 +115,53 @@ def read_split(settings):
         raise DataError("after skipping unreadable files no image is left for "
                         + ("training" if not len(trainDS) else "validation"))
     print(f"[INFO] {len(trainDS)} images for training, {len(testDS)} for validation")
-    write_text(settings.TEST_PATHS, "".join(
-        f"{image}\t{mask}\n" for image, mask in zip(testDS.imagePaths, testDS.maskPaths)))
+    if context.is_main:
+        write_text(settings.TEST_PATHS, "".join(
+            f"{image}\t{mask}\n" for image, mask in zip(testDS.imagePaths, testDS.maskPaths)))
     return trainDS, testDS
 
 
-def train(settings, resume=False):
-    seed_everything(settings.SEED)
-    device = torch.device(settings.DEVICE)
-    ensure_folder(settings.BASE_OUTPUT)
-    trainDS, testDS = read_split(settings)
+def make_loaders(settings, context, trainDS, testDS):
+    """The training loader (shuffled each epoch) and the validation loader.
 
-    loader_options = {"num_workers": settings.NUM_WORKERS, "pin_memory": settings.PIN_MEMORY}
-    shuffle_generator = torch.Generator().manual_seed(settings.SEED)
-    trainLoader = DataLoader(trainDS, batch_size=settings.BATCH_SIZE, shuffle=True,
-                             generator=shuffle_generator, **loader_options)
+    Under torchrun each process takes BATCH_SIZE / world_size images of every
+    global batch and its own share of the validation images.
+    """
+    if settings.BATCH_SIZE % context.world_size:
+        raise DataError(f"BATCH_SIZE {settings.BATCH_SIZE} is the global batch and must be "
+                        f"a multiple of the {context.world_size} processes")
+    options = {"num_workers": settings.NUM_WORKERS, "pin_memory": settings.PIN_MEMORY}
+    batch_size = settings.BATCH_SIZE // context.world_size
+    if context.distributed:
+        sampler = DistributedSampler(trainDS, context.world_size, context.rank, shuffle=True,
+                                     seed=settings.SEED)
+        trainLoader = DataLoader(trainDS, batch_size=batch_size, sampler=sampler, **options)
+        testDS = Subset(testDS, distributed.shard(range(len(testDS)), context))
+    else:
+        generator = torch.Generator().manual_seed(settings.SEED)
+        trainLoader = DataLoader(trainDS, batch_size=batch_size, shuffle=True,
+                                 generator=generator, **options)
     # no gradients to keep during validation, so larger batches fit
-    testLoader = DataLoader(testDS, batch_size=settings.BATCH_SIZE * 2, **loader_options)
+    testLoader = DataLoader(testDS, batch_size=batch_size * 2, **options)
+    return trainLoader, testLoader
+
+
+def train(settings, context, resume=False):
+    seed_everything(settings.SEED)
+    device = context.device
+    if context.is_main:
+        ensure_folder(settings.BASE_OUTPUT)
+    trainDS, testDS = read_split(settings, context)
+    trainLoader, testLoader = make_loaders(settings, context, trainDS, testDS)
+    # the generator that orders a single process's batches; a distributed
+    # sampler orders them from SEED and the epoch number instead
+    shuffle_generator = trainLoader.generator or torch.Generator()
 
     arguments = arguments_from_settings(settings)
-    unet = prepare_model(UNet(**arguments), device, settings.CHANNELS_LAST)
+    model = prepare_model(UNet(**arguments), device, settings.CHANNELS_LAST)
+    # DistributedDataParallel keeps the processes' weights equal by averaging
+    # gradients; evaluation uses the bare model, whose forward needs no peers
+    unet = distributed.wrap_model(model, context, settings.SYNC_BATCHNORM)
     lossFunc = torch.nn.BCEWithLogitsLoss()
     opt = torch.optim.Adam(unet.parameters(), lr=settings.INIT_LR)
     dtype = autocast_dtype(device, settings.PRECISION)
@@ -134,7 +171,7 @@ def train(settings, resume=False):
     history, best_score, first_epoch = [], -1.0, 1
     if resume:
         state = load_training_state(settings.CHECKPOINT_PATH, arguments)
-        unet.load_state_dict(state["model"])
+        model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if scaler is not None and state["scaler"] is not None:
             scaler.load_state_dict(state["scaler"])
@@ -146,14 +183,22 @@ def train(settings, resume=False):
                   f"to train longer")
             return
 
+    processes = f" x {context.world_size} processes" if context.distributed else ""
     print(f"[INFO] training the {settings.MODEL_VARIANT} U-Net for {settings.NUM_EPOCHS} "
-          f"epochs on {device}")
+          f"epochs on {device}{processes}")
+    bars = {} if context.is_main else {"description": None}
+    reduce_sum = functools.partial(distributed.all_reduce_sum, context=context)
     for epoch in tqdm(range(first_epoch, settings.NUM_EPOCHS + 1), desc="epochs", unit="epoch",
-                      initial=first_epoch - 1, total=settings.NUM_EPOCHS):
+                      initial=first_epoch - 1, total=settings.NUM_EPOCHS,
+                      disable=not context.is_main):
         started = time.perf_counter()
-        train_loss = train_one_epoch(unet, trainLoader, lossFunc, opt, device,
-                                     scaler=scaler, **fast)
-        val = evaluate(unet, testLoader, lossFunc, device, settings.THRESHOLD, **fast).means()
+        if context.distributed:
+            trainLoader.sampler.set_epoch(epoch)
+        train_loss = train_one_epoch(unet, trainLoader, lossFunc, opt, device, scaler=scaler,
+                                     reduce_sum=reduce_sum, **fast, **bars)
+        totals = evaluate(model, testLoader, lossFunc, device, settings.THRESHOLD, **fast, **bars)
+        reduce_sum(totals.sums)
+        val = totals.means()
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
                "val_iou": val["iou"], "val_dice": val["dice"], "val_score": val["score"],
                "seconds": time.perf_counter() - started}
@@ -162,20 +207,27 @@ def train(settings, resume=False):
                    f"val loss {val['loss']:.4f}  IoU {val['iou']:.4f}  Dice {val['dice']:.4f}  "
                    f"score {val['score']:.4f}  ({row['seconds']:.1f} s)")
 
-        # everything is written every epoch, so an interrupted run loses at most
-        # the epoch in progress; the checkpoint goes last, so that a run resumed
-        # from it finds every other file of its epoch already written
-        metadata = {"epoch": epoch, "metrics": val, "settings": _plain(settings)}
-        save_model(settings.LAST_MODEL_PATH, unet, arguments, **metadata)
-        if val["score"] > best_score:
-            best_score = val["score"]
-            save_model(settings.MODEL_PATH, unet, arguments, **metadata)
-        write_csv(settings.HISTORY_PATH, history)
-        plot_history(history, settings.PLOT_PATH)
-        save_training_state(settings.CHECKPOINT_PATH, model=unet, optimizer=opt,
-                            arguments=arguments, epoch=epoch, history=history,
-                            best_score=best_score, loader_generator=shuffle_generator,
-                            scaler=scaler)
+        improved = val["score"] > best_score
+        best_score = max(best_score, val["score"])
+        if context.is_main:
+            # everything is written every epoch, so an interrupted run loses at
+            # most the epoch in progress; the checkpoint goes last, so that a run
+            # resumed from it finds every other file of its epoch already written
+            metadata = {"epoch": epoch, "metrics": val, "settings": _plain(settings)}
+            save_model(settings.LAST_MODEL_PATH, model, arguments, **metadata)
+            if improved:
+                save_model(settings.MODEL_PATH, model, arguments, **metadata)
+            write_csv(settings.HISTORY_PATH, history)
+            plot_history(history, settings.PLOT_PATH)
+            save_training_state(settings.CHECKPOINT_PATH, model=model, optimizer=opt,
+                                arguments=arguments, epoch=epoch, history=history,
+                                best_score=best_score, loader_generator=shuffle_generator,
+                                scaler=scaler)
+    if not distributed.replicas_identical(model, context):
+        raise TrainingDiverged("the processes ended with different weights; "
+                               "this is a bug, please report it")
+    if context.distributed:
+        print(f"[INFO] the weights are identical on all {context.world_size} processes")
     best = max(history, key=lambda r: r["val_score"])
     print(f"[INFO] best validation score {best['val_score']:.4f} at epoch {best['epoch']} "
           f"(saved to {settings.MODEL_PATH}); last epoch saved to {settings.LAST_MODEL_PATH}")

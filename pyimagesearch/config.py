@@ -45,6 +45,7 @@ MODEL_VARIANT = "aligned"
 # --- training -------------------------------------------------------------
 INIT_LR = 0.001
 NUM_EPOCHS = 40
+# the global batch: under torchrun it is split evenly over the processes
 BATCH_SIZE = 64
 SEED = 42
 
@@ -64,6 +65,10 @@ PRECISION = "auto"
 # DataLoader worker processes; the dataset is decoded once into memory, so
 # workers only add processes competing with the compute threads
 NUM_WORKERS = 0
+
+# under torchrun, batch normalisation layers (where the model has any) use
+# the statistics of the global batch rather than each process's share
+SYNC_BATCHNORM = True
 
 # --- output ---------------------------------------------------------------
 BASE_OUTPUT = os.path.join(PROJECT_ROOT, "output")

@@ -1,6 +1,7 @@
 """The loops that train or evaluate one epoch, shared by the scripts, the
 benchmark and the tests, and the batch prediction they all use."""
 import contextlib
+import math
 
 import torch
 from tqdm import tqdm
@@ -47,12 +48,13 @@ def _to_device(images, masks, device, channels_last):
 
 
 def train_one_epoch(model, loader, loss_fn, optimizer, device, *, dtype=None,
-                    channels_last=False, scaler=None, description="train"):
+                    channels_last=False, scaler=None, description="train", reduce_sum=None):
     """One pass over ``loader``; returns the mean loss per image.
 
     The loss of each batch is weighted by its size, so a short last batch
     counts for what it holds, and only detached values are summed so no
-    autograd graph outlives its step.
+    autograd graph outlives its step. ``reduce_sum`` adds up a tensor over
+    processes in distributed training, making the mean that of all images.
     """
     model.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -73,8 +75,12 @@ def train_one_epoch(model, loader, loss_fn, optimizer, device, *, dtype=None,
             optimizer.step()
         loss_sum += loss.detach().double() * len(images)
         count += len(images)
-    mean = loss_sum.item() / max(count, 1)
-    if count and not torch.isfinite(torch.tensor(mean)):
+    totals = torch.stack([loss_sum, torch.tensor(float(count), dtype=torch.float64, device=device)])
+    if reduce_sum is not None:
+        reduce_sum(totals)
+    loss_total, count = totals.tolist()
+    mean = loss_total / max(count, 1)
+    if count and not math.isfinite(mean):
         raise TrainingDiverged(
             f"the training loss became {mean}; lower INIT_LR (--init-lr) or check "
             f"the data for broken images")

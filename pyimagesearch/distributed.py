@@ -1,0 +1,93 @@
+"""Running under torchrun: one process per GPU (or CPU slot), kept in step by
+DistributedDataParallel. Without torchrun everything here is a no-op, so
+`python train.py` runs exactly as a single process.
+"""
+import dataclasses
+import datetime
+import os
+
+import torch
+import torch.distributed as dist
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self):
+        """Only the main process writes files and shows progress."""
+        return self.rank == 0
+
+    @property
+    def distributed(self):
+        return self.world_size > 1
+
+
+def launched_by_torchrun():
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def setup(device_name):
+    """Join the process group torchrun describes; each rank gets its own GPU."""
+    device = torch.device(device_name)
+    if not launched_by_torchrun():
+        return Context(device=device)
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    # NCCL for GPUs; Gloo runs anywhere, including CPU-only machines
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend, timeout=datetime.timedelta(minutes=10))
+    return Context(rank=dist.get_rank(), world_size=dist.get_world_size(), device=device)
+
+
+def teardown(context):
+    if context.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(context):
+    if context.distributed:
+        dist.barrier()
+
+
+def all_reduce_sum(tensor, context):
+    """The sum of ``tensor`` over every process (in place; returned for chaining)."""
+    if context.distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def shard(indices, context):
+    """This rank's share of ``indices``: every world_size-th, starting at its rank.
+
+    Unlike DistributedSampler, nothing is repeated to even out the shares, so
+    a metric summed over the shards counts each validation image exactly once.
+    """
+    return list(indices)[context.rank::context.world_size]
+
+
+def wrap_model(model, context, sync_batchnorm):
+    if not context.distributed:
+        return model
+    if sync_batchnorm:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    device_ids = [context.device.index] if context.device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def replicas_identical(model, context):
+    """True when every rank holds the same weights (a check after training)."""
+    if not context.distributed:
+        return True
+    flat = torch.cat([p.detach().double().flatten() for p in model.parameters()])
+    fingerprint = torch.stack([flat.sum(), (flat * flat).sum(),
+                               (flat * torch.arange(len(flat), dtype=torch.float64,
+                                                    device=flat.device)).sum()])
+    gathered = [torch.zeros_like(fingerprint) for _ in range(context.world_size)]
+    dist.all_gather(gathered, fingerprint)
+    return all(torch.equal(gathered[0], other) for other in gathered[1:])

@@ -1,0 +1,83 @@
+"""train.py under torchrun: two CPU processes (Gloo) on generated data."""
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from pyimagesearch.checkpoint import load_model
+from pyimagesearch.dataset import SegmentationDataset
+from pyimagesearch.distributed import Context, shard
+from pyimagesearch.engine import evaluate
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--input-image-width", "32", "--input-image-height", "32", "--num-levels", "2",
+        "--batch-size", "16"]
+
+
+def torchrun(*argv):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=2", os.path.join(PROJECT, "train.py"), *argv]
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env=environment)
+
+
+@pytest.fixture(scope="module")
+def distributed_run(tmp_path_factory, synthetic_folder):
+    output = str(tmp_path_factory.mktemp("ddp"))
+    result = torchrun("--dataset-path", synthetic_folder, "--base-output", output,
+                      "--num-epochs", "2", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return output, result
+
+
+def test_the_ranks_end_with_identical_weights(distributed_run):
+    _, result = distributed_run
+    assert "identical on all 2 processes" in result.stdout
+
+
+def test_files_are_written_once(distributed_run):
+    output, result = distributed_run
+    assert result.stdout.count("[INFO] epoch 2/2") == 1
+    with open(os.path.join(output, "history.csv")) as handle:
+        assert [row["epoch"] for row in csv.DictReader(handle)] == ["1", "2"]
+    assert not [name for name in os.listdir(output) if ".tmp" in name]
+    _, _, metadata = load_model(os.path.join(output, "unet_tgs_salt_last.pth"))
+    assert metadata["epoch"] == 2
+
+
+def test_validation_metrics_equal_a_single_process_evaluation(distributed_run):
+    output, _ = distributed_run
+    model, arguments, metadata = load_model(os.path.join(output, "unet_tgs_salt_last.pth"))
+    with open(os.path.join(output, "test_paths.txt")) as handle:
+        pairs = [line.rstrip("\n").split("\t") for line in handle]
+    dataset = SegmentationDataset([p[0] for p in pairs], [p[1] for p in pairs],
+                                  size=tuple(arguments["outSize"]), num_channels=1)
+    single = evaluate(model, DataLoader(dataset, batch_size=7), torch.nn.BCEWithLogitsLoss(),
+                      "cpu", 0.5, description=None).means()
+    for name in ("loss", "iou", "dice", "score"):
+        assert metadata["metrics"][name] == pytest.approx(single[name], rel=1e-5, abs=1e-6)
+
+
+def test_resume_under_torchrun(distributed_run, tmp_path):
+    output, _ = distributed_run
+    result = torchrun("--base-output", output, "--num-epochs", "3", "--resume",
+                      "--dataset-path", os.path.dirname(_first_image_folder(output)), *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming after epoch 2" in result.stdout
+    _, _, metadata = load_model(os.path.join(output, "unet_tgs_salt_last.pth"))
+    assert metadata["epoch"] == 3
+
+
+def _first_image_folder(output):
+    with open(os.path.join(output, "test_paths.txt")) as handle:
+        return os.path.dirname(handle.readline().split("\t")[0])
+
+
+def test_validation_shards_cover_every_image_once():
+    shares = [shard(range(11), Context(rank=r, world_size=3)) for r in range(3)]
+    assert sorted(sum(shares, [])) == list(range(11))
