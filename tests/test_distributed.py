@@ -1,8 +1,10 @@
 """train.py under torchrun: two CPU processes (Gloo) on generated data."""
 import csv
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -81,3 +83,36 @@ def _first_image_folder(output):
 def test_validation_shards_cover_every_image_once():
     shares = [shard(range(11), Context(rank=r, world_size=3)) for r in range(3)]
     assert sorted(sum(shares, [])) == list(range(11))
+
+
+def test_an_error_stops_every_rank(tmp_path):
+    result = torchrun("--dataset-path", str(tmp_path / "absent"), "--base-output",
+                      str(tmp_path / "out"), *TINY)
+    assert result.returncode != 0
+    assert "does not exist" in result.stderr
+
+
+def test_a_global_batch_that_does_not_split_evenly_is_refused(tmp_path, synthetic_folder):
+    result = torchrun("--dataset-path", synthetic_folder, "--base-output", str(tmp_path),
+                      *TINY, "--batch-size", "15")
+    assert result.returncode != 0
+    assert "multiple of the 2 processes" in result.stderr
+
+
+def test_interrupting_torchrun_stops_every_rank(tmp_path, synthetic_folder):
+    output = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=2", os.path.join(PROJECT, "train.py"),
+               "--dataset-path", synthetic_folder, "--base-output", str(output),
+               "--num-epochs", "500", *TINY]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.time() + 120
+    while not (output / "checkpoint.pth").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)  # a hang fails here
+    assert process.returncode != 0
+    _, _, metadata = load_model(str(output / "unet_tgs_salt_last.pth"))
+    assert metadata["epoch"] >= 1
+    assert not [name for name in os.listdir(output) if ".tmp" in name]
