@@ -1,0 +1,236 @@
+"""Speed of the pipeline against the tutorial's way of doing the same work.
+
+    python -m pyimagesearch.benchmark --dataset-path ../shared/tgs-salt/train
+
+Both ways train the same network (the tutorial variant, 3 levels, 16/32/64
+channels) on the same split for one epoch and then predict the validation
+images; each runs in a fresh process so that its peak memory is its own.
+
+- "tutorial": images decoded from PNG and resized with PIL for every sample of
+  every epoch, by os.cpu_count() DataLoader workers, 3-channel NCHW fp32 model,
+  the epoch loss summed with its autograd graphs, prediction one image at a time.
+- "pipeline": this project's path: the dataset decoded once into memory,
+  channels_last, the PRECISION setting, inference_mode, batched prediction.
+
+The achieved GFLOP/s is compared with this machine's matrix-multiply peak in
+the same precision, measured in the same run: the practical hardware limit.
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision import transforms
+
+from pyimagesearch.dataset import SegmentationDataset, pair_image_mask_paths
+from pyimagesearch.engine import (autocast_dtype, evaluate, predict_logits, prepare_model,
+                                  train_one_epoch)
+from pyimagesearch.inference import segment_files
+from pyimagesearch.model import UNet, unet_arguments
+
+SIZE = (128, 128)
+BATCH_SIZE = 64
+
+
+class PerSampleDataset(Dataset):
+    """The tutorial's way: decode and resize (PIL) every sample, every epoch."""
+
+    def __init__(self, image_paths, mask_paths):
+        self.image_paths, self.mask_paths = image_paths, mask_paths
+        self.transform = transforms.Compose([transforms.ToPILImage(), transforms.Resize(SIZE),
+                                             transforms.ToTensor()])
+
+    def __len__(self):
+        return len(self.image_paths)
+
+    def __getitem__(self, index):
+        image = cv2.cvtColor(cv2.imread(self.image_paths[index]), cv2.COLOR_BGR2RGB)
+        mask = (cv2.imread(self.mask_paths[index], cv2.IMREAD_UNCHANGED) > 0).astype(np.uint8) * 255
+        return self.transform(image), self.transform(mask)
+
+
+def flops_per_image(model, channels, backward):
+    """Floating-point operations of one image through ``model`` (2 per multiply-add)."""
+    x = torch.rand(1, channels, *SIZE)
+    with FlopCounterMode(display=False) as counter:
+        out = model(x)
+        if backward:
+            out.sum().backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def matmul_peak(dtype, seconds=3.0):
+    """Best GFLOP/s of a square matrix multiply in ``dtype``.
+
+    Large matrices reach the peak; where the precision has no hardware support
+    (bf16 on a CPU without AVX-512 BF16 or AMX) one large multiply would take
+    minutes, so a small probe decides the size first.
+    """
+    def rate(n):
+        a, b = torch.rand(n, n, dtype=dtype), torch.rand(n, n, dtype=dtype)
+        started = time.perf_counter()
+        a @ b
+        return 2 * n ** 3 / (time.perf_counter() - started) / 1e9, a, b
+
+    probe, _, _ = rate(256)
+    n = 2048 if probe > 20 else 256
+    best, a, b = rate(n)
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        a @ b
+        best = max(best, 2 * n ** 3 / (time.perf_counter() - started) / 1e9)
+    return best
+
+
+def split(dataset_path, limit):
+    images, masks = pair_image_mask_paths(os.path.join(dataset_path, "images"),
+                                          os.path.join(dataset_path, "masks"))
+    if limit:
+        images, masks = images[:limit], masks[:limit]
+    return train_test_split(images, masks, test_size=0.15, random_state=42)
+
+
+def run_tutorial_way(train_images, test_images, train_masks, test_masks):
+    torch.manual_seed(0)
+    model = UNet(**unet_arguments(3, 1, 3, 16, SIZE, "tutorial"))
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    workers = os.cpu_count()
+    train_loader = DataLoader(PerSampleDataset(train_images, train_masks), batch_size=BATCH_SIZE,
+                              shuffle=True, num_workers=workers)
+    test_loader = DataLoader(PerSampleDataset(test_images, test_masks), batch_size=BATCH_SIZE,
+                             num_workers=workers)
+    started = time.perf_counter()
+    model.train()
+    total_loss = 0
+    for images, masks in train_loader:
+        loss = loss_fn(model(images), masks)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total_loss += loss  # as in the tutorial: keeps every step's graph alive
+    train_seconds = time.perf_counter() - started
+    model.eval()
+    with torch.no_grad():
+        for images, masks in test_loader:
+            loss_fn(model(images), masks)
+    epoch_seconds = time.perf_counter() - started
+
+    resize = transforms.Compose([transforms.ToPILImage(), transforms.Resize(SIZE),
+                                 transforms.ToTensor()])
+    started = time.perf_counter()
+    with torch.no_grad():
+        for path in test_images:
+            image = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+            torch.sigmoid(model(resize(image)[None])) > 0.5
+    predict_seconds = time.perf_counter() - started
+    return model, 3, None, train_seconds, epoch_seconds, predict_seconds
+
+
+def run_pipeline_way(train_images, test_images, train_masks, test_masks, precision):
+    torch.manual_seed(0)
+    device = torch.device("cpu")
+    dtype = autocast_dtype(device, precision)
+    started = time.perf_counter()
+    train_set = SegmentationDataset(train_images, train_masks, size=SIZE, num_channels=1)
+    test_set = SegmentationDataset(test_images, test_masks, size=SIZE, num_channels=1)
+    decode_seconds = time.perf_counter() - started
+    arguments = unet_arguments(1, 1, 3, 16, SIZE, "tutorial")
+    model = prepare_model(UNet(**arguments), device, channels_last=True)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    fast = {"dtype": dtype, "channels_last": True, "description": None}
+    train_loader = DataLoader(train_set, batch_size=BATCH_SIZE, shuffle=True,
+                              generator=torch.Generator().manual_seed(0))
+    test_loader = DataLoader(test_set, batch_size=BATCH_SIZE * 2)
+    started = time.perf_counter()
+    train_one_epoch(model, train_loader, loss_fn, optimizer, device, **fast)
+    train_seconds = time.perf_counter() - started
+    evaluate(model, test_loader, loss_fn, device, 0.5, **fast)
+    epoch_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    for _ in segment_files(model, arguments, test_images, device, 0.5, batch_size=BATCH_SIZE * 2,
+                           dtype=dtype, channels_last=True):
+        pass
+    predict_seconds = time.perf_counter() - started
+    return model, 1, dtype, train_seconds, epoch_seconds, predict_seconds, decode_seconds
+
+
+def measure(way, dataset_path, limit, precision):
+    parts = split(dataset_path, limit)
+    if way == "tutorial":
+        model, channels, dtype, train_s, epoch_s, predict_s = run_tutorial_way(*parts)
+        decode_s = 0.0
+    else:
+        model, channels, dtype, train_s, epoch_s, predict_s, decode_s = run_pipeline_way(
+            *parts, precision)
+    n_train, n_test = len(parts[0]), len(parts[1])
+    train_flops = flops_per_image(model.float().to(memory_format=torch.contiguous_format),
+                                  channels, backward=True)
+    return {"way": way, "precision": "bf16" if dtype == torch.bfloat16 else "fp32",
+            "train_images": n_train, "test_images": n_test,
+            "decode_seconds": decode_s, "epoch_seconds": epoch_s,
+            "train_images_per_second": n_train / train_s,
+            "predict_images_per_second": n_test / predict_s,
+            "train_gflops_per_image": train_flops / 1e9,
+            "achieved_gflops": train_flops * n_train / train_s / 1e9,
+            # ru_maxrss is in KiB on Linux
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset-path", required=True,
+                        help="a folder with images/ and masks/ (e.g. ../shared/tgs-salt/train)")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="use only the first N pairs (0: all)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                        help="the pipeline's precision")
+    parser.add_argument("--way", choices=("tutorial", "pipeline"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.way:
+        print(json.dumps(measure(args.way, args.dataset_path, args.limit, args.precision)))
+        return
+
+    peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    results = []
+    for way in ("tutorial", "pipeline"):
+        command = [sys.executable, "-m", "pyimagesearch.benchmark", "--way", way,
+                   "--dataset-path", args.dataset_path, "--limit", str(args.limit),
+                   "--precision", args.precision]
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        results.append(json.loads(output.strip().splitlines()[-1]))
+    print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}; matrix-multiply peak "
+          f"{peak['fp32']:.1f} GFLOP/s fp32, {peak['bf16']:.1f} GFLOP/s bf16")
+    print(f"data: {results[0]['train_images']} training + {results[0]['test_images']} "
+          f"validation images at {SIZE[0]}x{SIZE[1]}, batch {BATCH_SIZE}")
+    header = (f"{'way':<10}{'prec':>6}{'s/epoch':>9}{'train img/s':>13}{'predict img/s':>15}"
+              f"{'peak RSS MB':>13}{'GFLOP/s':>9}{'of peak':>9}")
+    print(header)
+    for r in results:
+        share = r["achieved_gflops"] / peak[r["precision"]]
+        print(f"{r['way']:<10}{r['precision']:>6}{r['epoch_seconds']:>9.1f}"
+              f"{r['train_images_per_second']:>13.1f}{r['predict_images_per_second']:>15.1f}"
+              f"{r['peak_rss_mb']:>13.0f}{r['achieved_gflops']:>9.1f}{share:>9.0%}")
+    before, after = results
+    print(f"speed-up: epoch {before['epoch_seconds'] / after['epoch_seconds']:.2f}x, "
+          f"prediction {after['predict_images_per_second'] / before['predict_images_per_second']:.2f}x "
+          f"(the pipeline also spent {after['decode_seconds']:.1f} s once decoding the dataset)")
+
+
+if __name__ == "__main__":
+    main()
