@@ -9,6 +9,7 @@ import functools
 import math
 import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -50,11 +51,15 @@ def dataset_folders(settings):
         folder = settings.SYNTHETIC_DATASET_PATH
         print(f"[INFO] {image_folder} holds no images: training on built-in synthetic "
               f"salt data in {folder} (see README to use the real TGS data)")
-        images = os.path.join(folder, "images")
-        if len(list_image_files(images) if os.path.isdir(images) else []) != settings.SYNTHETIC_NUM_IMAGES:
+        images, masks = os.path.join(folder, "images"), os.path.join(folder, "masks")
+        existing = list_image_files(images) if os.path.isdir(images) else []
+        if len(existing) != settings.SYNTHETIC_NUM_IMAGES:
+            # the folder is the project's own output: regenerate it whole
+            for kind in (images, masks):
+                shutil.rmtree(kind, ignore_errors=True)
             synthetic.write_dataset(folder, settings.SYNTHETIC_NUM_IMAGES, seed=settings.SEED,
                                     progress=True)
-        return images, os.path.join(folder, "masks")
+        return images, masks
     return image_folder, mask_folder
 
 
@@ -69,7 +74,7 @@ def main(argv=None):
                         help="continue from CHECKPOINT_PATH, written after every epoch")
     args = parser.parse_args(argv)
     settings = settings_from_args(args, parser)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    previous_handler = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     context = distributed.setup(settings.DEVICE)
     if not context.is_main:
         sys.stdout = open(os.devnull, "w")  # one process reports, as in a single run
@@ -82,6 +87,7 @@ def main(argv=None):
                  f"`python train.py --resume` and the same settings")
     finally:
         distributed.teardown(context)
+        signal.signal(signal.SIGTERM, previous_handler)
 
 
 def read_split(settings, context):
