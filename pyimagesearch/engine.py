@@ -39,12 +39,16 @@ def prepare_model(model, device, channels_last):
     return model
 
 
-def _to_device(images, masks, device, channels_last):
+def _images_to_device(images, device, channels_last):
     # non_blocking lets the copy of a pinned batch overlap the GPU's work
     images = images.to(device, non_blocking=True)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    return images, masks.to(device, non_blocking=True)
+    return images
+
+
+def _to_device(images, masks, device, channels_last):
+    return _images_to_device(images, device, channels_last), masks.to(device, non_blocking=True)
 
 
 def train_one_epoch(model, loader, loss_fn, optimizer, device, *, dtype=None,
@@ -108,9 +112,7 @@ def evaluate(model, loader, loss_fn, device, threshold, *, dtype=None,
 def predict_logits(model, images, device, *, dtype=None, channels_last=False):
     """Float32 logits for a float batch (N,C,H,W) of images in [0, 1]."""
     model.eval()
-    images = images.to(device, non_blocking=True)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
+    images = _images_to_device(images, device, channels_last)
     with _autocast(device, dtype):
         logits = model(images)
     return logits.float()
