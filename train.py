@@ -83,8 +83,8 @@ def main(argv=None):
     except (DataError, OutputError, CheckpointError, TrainingDiverged) as error:
         sys.exit(f"[ERROR] {error}")
     except KeyboardInterrupt:
-        sys.exit(f"[INFO] interrupted: every finished epoch is saved; continue with "
-                 f"`python train.py --resume` and the same settings")
+        sys.exit("[INFO] interrupted: every finished epoch is saved; continue with "
+                 "`python train.py --resume` and the same settings")
     finally:
         distributed.teardown(context)
         signal.signal(signal.SIGTERM, previous_handler)

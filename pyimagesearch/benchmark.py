@@ -32,7 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
 
 from pyimagesearch.dataset import SegmentationDataset, pair_image_mask_paths
-from pyimagesearch.engine import (autocast_dtype, evaluate, predict_logits, prepare_model,
+from pyimagesearch.engine import (autocast_dtype, evaluate, prepare_model,
                                   train_one_epoch)
 from pyimagesearch.inference import segment_files
 from pyimagesearch.model import UNet, unet_arguments
@@ -135,7 +135,8 @@ def run_tutorial_way(train_images, test_images, train_masks, test_masks):
             image = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
             torch.sigmoid(model(resize(image)[None])) > 0.5
     predict_seconds = time.perf_counter() - started
-    return model, 3, None, train_seconds, epoch_seconds, predict_seconds
+    # nothing is decoded ahead: the tutorial decodes inside every epoch
+    return model, 3, None, train_seconds, epoch_seconds, predict_seconds, 0.0
 
 
 def run_pipeline_way(train_images, test_images, train_masks, test_masks, precision):
@@ -171,11 +172,10 @@ def run_pipeline_way(train_images, test_images, train_masks, test_masks, precisi
 def measure(way, dataset_path, limit, precision):
     parts = split(dataset_path, limit)
     if way == "tutorial":
-        model, channels, dtype, train_s, epoch_s, predict_s = run_tutorial_way(*parts)
-        decode_s = 0.0
+        outcome = run_tutorial_way(*parts)
     else:
-        model, channels, dtype, train_s, epoch_s, predict_s, decode_s = run_pipeline_way(
-            *parts, precision)
+        outcome = run_pipeline_way(*parts, precision)
+    model, channels, dtype, train_s, epoch_s, predict_s, decode_s = outcome
     n_train, n_test = len(parts[0]), len(parts[1])
     train_flops = flops_per_image(model.float().to(memory_format=torch.contiguous_format),
                                   channels, backward=True)
