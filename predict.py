@@ -2,6 +2,7 @@
 
     python predict.py                                  # plot NUM_PREDICTIONS test images
     python predict.py --input DIR --masks-out OUT      # a 0/255 PNG mask per image in DIR
+    python predict.py --input DIR --submission FILE    # a Kaggle submission (id,rle_mask)
     python predict.py --evaluate                       # IoU, Dice, score on the test split
 """
 import os
@@ -16,10 +17,11 @@ from pyimagesearch.checkpoint import CheckpointError, load_model
 from pyimagesearch.cli import build_parser, settings_from_args
 from pyimagesearch.dataset import DataError, list_image_files, read_mask
 from pyimagesearch.engine import autocast_dtype, prepare_model
-from pyimagesearch.files import OutputError, atomic_path, ensure_folder
-from pyimagesearch.inference import segment_files
+from pyimagesearch.files import OutputError, atomic_path, ensure_folder, write_csv
+from pyimagesearch.inference import prediction_rules, segment_files
 from pyimagesearch.metrics import MetricTotals
 from pyimagesearch.plots import display_available, plot_prediction, show_open_figures
+from pyimagesearch.rle import encode
 
 
 def read_test_pairs(path):
@@ -34,13 +36,13 @@ def read_test_pairs(path):
     return pairs
 
 
-def plot_test_predictions(settings, model, arguments, device, options):
+def plot_test_predictions(settings, model, arguments, device, rules, options):
     pairs = read_test_pairs(settings.TEST_PATHS)
     rng = np.random.default_rng(settings.SEED)
     chosen = rng.choice(len(pairs), size=min(settings.NUM_PREDICTIONS, len(pairs)), replace=False)
     images = [pairs[i][0] for i in chosen]
     show = display_available()
-    predictions = segment_files(model, arguments, images, device, settings.THRESHOLD, **options)
+    predictions = segment_files(model, arguments, images, device, rules, **options)
     for (image_path, mask_path), (_, image, predicted) in zip((pairs[i] for i in chosen), predictions):
         name = os.path.splitext(os.path.basename(image_path))[0]
         target = os.path.join(settings.PREDICTIONS_PATH, f"{name}.png")
@@ -51,12 +53,12 @@ def plot_test_predictions(settings, model, arguments, device, options):
         show_open_figures()
 
 
-def evaluate_test_split(settings, model, arguments, device, options):
+def evaluate_test_split(settings, model, arguments, device, rules, options):
     """Metrics of the model on the test split, at each image's original size."""
     pairs = read_test_pairs(settings.TEST_PATHS)
     totals = MetricTotals()
     predictions = segment_files(model, arguments, [image for image, _ in pairs], device,
-                                settings.THRESHOLD, **options)
+                                rules, **options)
     for (_, mask_path), (_, _, predicted) in tqdm(zip(pairs, predictions), total=len(pairs),
                                                   desc="evaluating", unit="image"):
         truth = torch.from_numpy(read_mask(mask_path))[None]
@@ -67,21 +69,38 @@ def evaluate_test_split(settings, model, arguments, device, options):
     return means
 
 
-def write_masks(settings, model, arguments, device, options, input_folder, masks_folder):
+def input_images(input_folder):
     if not os.path.isdir(input_folder):
         raise DataError(f"the input folder {input_folder} does not exist")
     paths = list_image_files(input_folder)
     if not paths:
         raise DataError(f"no images (.png, .jpg, .bmp, .tif) in {input_folder}")
-    ensure_folder(masks_folder)
-    predictions = segment_files(model, arguments, paths, device, settings.THRESHOLD, **options)
+    return paths
+
+
+def predict_folder(model, arguments, device, rules, options, input_folder, masks_folder,
+                   submission):
+    """Segment every image of ``input_folder``: a 0/255 PNG per image into
+    ``masks_folder`` and/or one run-length line per image into ``submission``."""
+    paths = input_images(input_folder)
+    if masks_folder:
+        ensure_folder(masks_folder)
+    rows = []
+    predictions = segment_files(model, arguments, paths, device, rules, **options)
     for path, _, mask in tqdm(predictions, total=len(paths), desc="predicting", unit="image"):
-        name = os.path.splitext(os.path.relpath(path, input_folder))[0] + ".png"
-        target = os.path.join(masks_folder, name)
-        with atomic_path(target) as temporary:
-            if not cv2.imwrite(temporary, mask * 255):
-                raise OutputError(f"cannot write the mask {target}")
-    print(f"[INFO] wrote {len(paths)} masks (0 or 255, each at its image's size) to {masks_folder}")
+        name = os.path.splitext(os.path.relpath(path, input_folder))[0]
+        if masks_folder:
+            target = os.path.join(masks_folder, name + ".png")
+            with atomic_path(target) as temporary:
+                if not cv2.imwrite(temporary, mask * 255):
+                    raise OutputError(f"cannot write the mask {target}")
+        rows.append({"id": name, "rle_mask": encode(mask)})
+    if masks_folder:
+        print(f"[INFO] wrote {len(paths)} masks (0 or 255, each at its image's size) "
+              f"to {masks_folder}")
+    if submission:
+        write_csv(submission, rows)
+        print(f"[INFO] wrote the run-length codes of {len(rows)} masks to {submission}")
 
 
 def main(argv=None):
@@ -89,25 +108,32 @@ def main(argv=None):
     parser.add_argument("--input", metavar="DIR", help="predict every image in DIR")
     parser.add_argument("--masks-out", metavar="DIR",
                         help="with --input: write one PNG mask per image here")
+    parser.add_argument("--submission", metavar="FILE.csv",
+                        help="with --input: write a competition submission (id,rle_mask; "
+                             "run-length code, column-major, 1-based)")
     parser.add_argument("--evaluate", action="store_true",
                         help="print IoU, Dice and competition score on the test split "
                              "(TEST_PATHS), at the images' original size")
     args = parser.parse_args(argv)
     settings = settings_from_args(args, parser)
-    if bool(args.input) != bool(args.masks_out):
-        parser.error("--input and --masks-out go together")
+    if bool(args.input) != bool(args.masks_out or args.submission):
+        parser.error("--input goes with --masks-out and/or --submission")
     device = torch.device(settings.DEVICE)
     try:
-        model, arguments, _ = load_model(settings.MODEL_PATH, device)
+        model, arguments, metadata = load_model(settings.MODEL_PATH, device)
         model = prepare_model(model, device, settings.CHANNELS_LAST)
+        rules = prediction_rules(settings, metadata)
+        print(f"[INFO] threshold {rules['threshold']}, minimum salt area {rules['min_area']} px, "
+              f"test-time flips {'on' if rules['tta'] else 'off'}")
         options = {"batch_size": settings.BATCH_SIZE * 2, "channels_last": settings.CHANNELS_LAST,
                    "dtype": autocast_dtype(device, settings.PRECISION)}
         if args.evaluate:
-            evaluate_test_split(settings, model, arguments, device, options)
+            evaluate_test_split(settings, model, arguments, device, rules, options)
         elif args.input:
-            write_masks(settings, model, arguments, device, options, args.input, args.masks_out)
+            predict_folder(model, arguments, device, rules, options, args.input,
+                           args.masks_out, args.submission)
         else:
-            plot_test_predictions(settings, model, arguments, device, options)
+            plot_test_predictions(settings, model, arguments, device, rules, options)
     except (DataError, OutputError, CheckpointError) as error:
         sys.exit(f"[ERROR] {error}")
 

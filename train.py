@@ -21,16 +21,21 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from pyimagesearch import config, distributed, synthetic
-from pyimagesearch.checkpoint import (CheckpointError, load_training_state, restore_rng,
-                                      save_model, save_training_state)
+from pyimagesearch.augment import training_transforms
+from pyimagesearch.checkpoint import (CheckpointError, load_model, load_training_state,
+                                      restore_rng, save_model, save_training_state)
 from pyimagesearch.cli import build_parser, settings_from_args
 from pyimagesearch.dataset import (DataError, SegmentationDataset, list_image_files,
                                    pair_image_mask_paths)
-from pyimagesearch.engine import (TrainingDiverged, autocast_dtype, evaluate, prepare_model,
-                                  train_one_epoch)
+from pyimagesearch.engine import (TrainingDiverged, autocast_dtype, collect_probabilities,
+                                  evaluate, prepare_model, train_one_epoch)
 from pyimagesearch.files import OutputError, ensure_folder, write_csv, write_text
+from pyimagesearch.losses import CombinedLoss
+from pyimagesearch.metrics import competition_score_per_image
 from pyimagesearch.model import UNet, arguments_from_settings
+from pyimagesearch.optim import build_optimizer, build_scheduler
 from pyimagesearch.plots import plot_history
+from pyimagesearch.postprocess import cross_fitted_score, is_blank, to_masks, tune
 
 STOCK_IMAGE_FOLDER = os.path.join(config.PROJECT_ROOT, "dataset", "train", "images")
 
@@ -111,7 +116,8 @@ def read_split(settings, context):
     reading = {"size": (settings.INPUT_IMAGE_HEIGHT, settings.INPUT_IMAGE_WIDTH),
                "num_channels": settings.NUM_CHANNELS,
                "skip_bad_files": settings.SKIP_BAD_FILES, "progress": context.is_main}
-    trainDS = SegmentationDataset(trainImages, trainMasks, **reading)
+    transforms = training_transforms(reading["size"], settings.AUGMENT)
+    trainDS = SegmentationDataset(trainImages, trainMasks, transforms, **reading)
     testDS = SegmentationDataset(testImages, testMasks, **reading)
     skipped = trainDS.skipped + testDS.skipped
     if skipped:
@@ -168,11 +174,14 @@ def train(settings, context, resume=False):
     # DistributedDataParallel keeps the processes' weights equal by averaging
     # gradients; evaluation uses the bare model, whose forward needs no peers
     unet = distributed.wrap_model(model, context, settings.SYNC_BATCHNORM)
-    lossFunc = torch.nn.BCEWithLogitsLoss()
-    opt = torch.optim.Adam(unet.parameters(), lr=settings.INIT_LR)
+    lossFunc = CombinedLoss(settings.LOSS)
+    opt = build_optimizer(settings, unet.parameters())
+    scheduler = build_scheduler(settings, opt, len(trainLoader))
     dtype = autocast_dtype(device, settings.PRECISION)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     fast = {"dtype": dtype, "channels_last": settings.CHANNELS_LAST}
+    prediction = {"threshold": settings.THRESHOLD, "min_area": settings.MIN_SALT_AREA,
+                  "tta": settings.TTA}
 
     history, best_score, first_epoch = [], -1.0, 1
     if resume:
@@ -181,6 +190,8 @@ def train(settings, context, resume=False):
         opt.load_state_dict(state["optimizer"])
         if scaler is not None and state["scaler"] is not None:
             scaler.load_state_dict(state["scaler"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
         restore_rng(state, shuffle_generator)
         history, best_score, first_epoch = state["history"], state["best_score"], state["epoch"] + 1
         print(f"[INFO] resuming after epoch {state['epoch']} from {settings.CHECKPOINT_PATH}")
@@ -201,8 +212,9 @@ def train(settings, context, resume=False):
         if context.distributed:
             trainLoader.sampler.set_epoch(epoch)
         train_loss = train_one_epoch(unet, trainLoader, lossFunc, opt, device, scaler=scaler,
-                                     reduce_sum=reduce_sum, **fast, **bars)
-        totals = evaluate(model, testLoader, lossFunc, device, settings.THRESHOLD, **fast, **bars)
+                                     scheduler=scheduler, reduce_sum=reduce_sum, **fast, **bars)
+        totals = evaluate(model, testLoader, lossFunc, device, settings.THRESHOLD,
+                          tta=settings.TTA, **fast, **bars)
         reduce_sum(totals.sums)
         val = totals.means()
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
@@ -219,7 +231,8 @@ def train(settings, context, resume=False):
             # everything is written every epoch, so an interrupted run loses at
             # most the epoch in progress; the checkpoint goes last, so that a run
             # resumed from it finds every other file of its epoch already written
-            metadata = {"epoch": epoch, "metrics": val, "settings": _plain(settings)}
+            metadata = {"epoch": epoch, "metrics": val, "settings": _plain(settings),
+                        "prediction": prediction}
             save_model(settings.LAST_MODEL_PATH, model, arguments, **metadata)
             if improved:
                 save_model(settings.MODEL_PATH, model, arguments, **metadata)
@@ -228,7 +241,7 @@ def train(settings, context, resume=False):
             save_training_state(settings.CHECKPOINT_PATH, model=model, optimizer=opt,
                                 arguments=arguments, epoch=epoch, history=history,
                                 best_score=best_score, loader_generator=shuffle_generator,
-                                scaler=scaler)
+                                scaler=scaler, scheduler=scheduler)
     if not distributed.replicas_identical(model, context):
         raise TrainingDiverged("the processes ended with different weights; "
                                "this is a bug, please report it")
@@ -237,6 +250,31 @@ def train(settings, context, resume=False):
     best = max(history, key=lambda r: r["val_score"])
     print(f"[INFO] best validation score {best['val_score']:.4f} at epoch {best['epoch']} "
           f"(saved to {settings.MODEL_PATH}); last epoch saved to {settings.LAST_MODEL_PATH}")
+    if settings.TUNE_THRESHOLD and context.is_main:
+        tune_prediction(settings, testDS, device, fast)
+
+
+def tune_prediction(settings, testDS, device, fast):
+    """Choose THRESHOLD and MIN_SALT_AREA for the best model on the validation
+    images and store them in its file, where predict.py finds them."""
+    best_model, arguments, metadata = load_model(settings.MODEL_PATH, device)
+    best_model = prepare_model(best_model, device, settings.CHANNELS_LAST)
+    loader = DataLoader(testDS, batch_size=settings.BATCH_SIZE * 2)
+    probabilities, targets, images = collect_probabilities(
+        best_model, loader, device, tta=settings.TTA, **fast)
+    blank = is_blank(images)
+    plain = competition_score_per_image(
+        to_masks(probabilities, settings.THRESHOLD, settings.MIN_SALT_AREA), targets).mean()
+    threshold, min_area, tuned = tune(probabilities, targets, blank)
+    unbiased = cross_fitted_score(probabilities, targets, blank, seed=settings.SEED)
+    metadata["prediction"] = {"threshold": threshold, "min_area": min_area, "tta": settings.TTA}
+    metadata["tuning"] = {"plain_score": plain.item(), "tuned_score": tuned,
+                          "cross_fitted_score": unbiased}
+    save_model(settings.MODEL_PATH, best_model, arguments, **metadata)
+    print(f"[INFO] tuned on the {len(testDS)} validation images: threshold {threshold}, "
+          f"minimum salt area {min_area} px, blank images empty; score {plain.item():.4f} "
+          f"-> {tuned:.4f} ({unbiased:.4f} when tuned on one half and scored on the other); "
+          f"stored in {settings.MODEL_PATH}")
 
 
 def _plain(settings):

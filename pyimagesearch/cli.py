@@ -11,6 +11,8 @@ import re
 import types
 
 from pyimagesearch import config
+from pyimagesearch.losses import is_valid_name
+from pyimagesearch.presets import PRESETS
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -50,6 +52,11 @@ _CHECKS = {
     "NUM_PREDICTIONS": (_is_positive, "a whole number >= 1"),
     "SYNTHETIC_NUM_IMAGES": (lambda v: v >= 10, "at least 10"),
     "MODEL_VARIANT": (lambda v: v in ("aligned", "tutorial"), "'aligned' or 'tutorial'"),
+    "LR_SCHEDULE": (lambda v: v in ("constant", "cosine"), "'constant' or 'cosine'"),
+    "WEIGHT_DECAY": (lambda v: v >= 0, "a decay rate >= 0, e.g. 0.0001"),
+    "MIN_SALT_AREA": (lambda v: v >= 0, "a number of pixels >= 0"),
+    "LOSS": (is_valid_name, "'bce', 'dice', 'lovasz' or several joined by '+', "
+                            "e.g. 'bce+lovasz'"),
     "PRECISION": (lambda v: v in ("auto", "fp32", "bf16", "fp16"),
                   "'auto', 'fp32', 'bf16' or 'fp16'"),
     "DEVICE": (lambda v: re.fullmatch(r"cpu|mps|cuda(:\d+)?", v) is not None,
@@ -72,6 +79,12 @@ def build_parser(description):
     parser = argparse.ArgumentParser(
         description=description,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="start from a named set of settings instead of config.py's "
+                             "defaults (flags given as well still win); 'salt' is the "
+                             "recommended TGS recipe: " + ", ".join(
+                                 f"{flag_name(name)[2:]} {value}"
+                                 for name, value in PRESETS["salt"].items()))
     group = parser.add_argument_group(
         "settings", "override a constant of pyimagesearch/config.py for this run")
     for name, default in config_defaults().items():
@@ -87,7 +100,7 @@ def _is_inside(path, folder):
 
 
 def settings_from_args(args, parser):
-    """Apply the flags given in ``args`` to the config defaults.
+    """Apply the preset and the flags given in ``args`` to the config defaults.
 
     A path constant that lies under another one in config.py follows that one
     when only the outer one was given (the deepest given folder wins).
@@ -95,7 +108,8 @@ def settings_from_args(args, parser):
     defaults = config_defaults()
     given = {name: getattr(args, name) for name in defaults
              if getattr(args, name, None) is not None}
-    values = dict(defaults, **given)
+    preset = getattr(args, "preset", None)
+    values = {**defaults, **PRESETS.get(preset, {}), **given}
     for name, default in defaults.items():
         if name in given or not isinstance(default, str):
             continue
@@ -113,6 +127,7 @@ def settings_from_args(args, parser):
                          f"it must be {expected}")
     settings = types.SimpleNamespace(**values)
     settings.GIVEN = frozenset(given)
+    settings.PRESET = preset
     return settings
 
 

@@ -41,9 +41,20 @@ BASE_FILTERS = 16
 # "tutorial": the tutorial's unpadded network, whose output covers only the
 # centre of the input and is stretched back to full size.
 MODEL_VARIANT = "aligned"
+# batch normalisation after every convolution (the tutorial has none)
+BATCH_NORM = False
 
 # --- training -------------------------------------------------------------
 INIT_LR = 0.001
+# "constant" (the tutorial), or "cosine": decay from INIT_LR to 0 over the run,
+# a step per batch
+LR_SCHEDULE = "constant"
+# 0 trains with Adam (the tutorial); above 0 with AdamW and this decoupled decay
+WEIGHT_DECAY = 0.0
+# "bce" (the tutorial), "dice", "lovasz", or a sum such as "bce+lovasz"
+LOSS = "bce"
+# random flips, zooms and brightness/contrast changes of the training samples
+AUGMENT = False
 NUM_EPOCHS = 40
 # the global batch: under torchrun it is split evenly over the processes
 BATCH_SIZE = 64
@@ -55,6 +66,15 @@ INPUT_IMAGE_HEIGHT = 128
 
 # a pixel is salt when its predicted probability exceeds this
 THRESHOLD = 0.5
+# a predicted mask with fewer salt pixels than this is taken for noise and
+# emptied: a false pixel on an image without salt costs the whole image
+MIN_SALT_AREA = 0
+# after training, choose THRESHOLD and MIN_SALT_AREA on the validation images
+# and store them with the best model, where predict.py finds them
+TUNE_THRESHOLD = False
+# test-time augmentation: average the prediction of each image with that of
+# its mirror image (twice the prediction cost)
+TTA = False
 
 # --- speed ----------------------------------------------------------------
 # NHWC memory layout: about twice the convolution speed on CPUs, and uses

@@ -51,9 +51,21 @@ def _to_device(images, masks, device, channels_last):
     return _images_to_device(images, device, channels_last), masks.to(device, non_blocking=True)
 
 
+def _forward(model, images, tta):
+    """The model's logits; with ``tta`` averaged with those of the mirrored
+    image, mirrored back so that both describe the same pixels."""
+    logits = model(images)
+    if tta:
+        logits = (logits + model(images.flip(-1)).flip(-1)) / 2
+    return logits
+
+
 def train_one_epoch(model, loader, loss_fn, optimizer, device, *, dtype=None,
-                    channels_last=False, scaler=None, description="train", reduce_sum=None):
+                    channels_last=False, scaler=None, scheduler=None, description="train",
+                    reduce_sum=None):
     """One pass over ``loader``; returns the mean loss per image.
+
+    ``scheduler`` (optional) steps after every batch.
 
     The loss of each batch is weighted by its size, so a short last batch
     counts for what it holds, and only detached values are summed so no
@@ -77,6 +89,8 @@ def train_one_epoch(model, loader, loss_fn, optimizer, device, *, dtype=None,
         else:
             loss.backward()
             optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         loss_sum += loss.detach().double() * len(images)
         count += len(images)
     totals = torch.stack([loss_sum, torch.tensor(float(count), dtype=torch.float64, device=device)])
@@ -93,7 +107,7 @@ def train_one_epoch(model, loader, loss_fn, optimizer, device, *, dtype=None,
 
 @torch.inference_mode()
 def evaluate(model, loader, loss_fn, device, threshold, *, dtype=None,
-             channels_last=False, description="validate"):
+             channels_last=False, tta=False, description="validate"):
     """Loss, IoU, Dice and competition score summed over ``loader``'s images."""
     model.eval()
     totals = MetricTotals(device)
@@ -101,7 +115,7 @@ def evaluate(model, loader, loss_fn, device, threshold, *, dtype=None,
                               disable=description is None):
         images, masks = _to_device(images, masks, device, channels_last)
         with _autocast(device, dtype):
-            logits = model(images)
+            logits = _forward(model, images, tta)
         logits = logits.float()
         loss = loss_fn(logits, masks)
         totals.add(loss, torch.sigmoid(logits) > threshold, masks > 0.5)
@@ -109,10 +123,25 @@ def evaluate(model, loader, loss_fn, device, threshold, *, dtype=None,
 
 
 @torch.inference_mode()
-def predict_logits(model, images, device, *, dtype=None, channels_last=False):
+def predict_logits(model, images, device, *, dtype=None, channels_last=False, tta=False):
     """Float32 logits for a float batch (N,C,H,W) of images in [0, 1]."""
     model.eval()
     images = _images_to_device(images, device, channels_last)
     with _autocast(device, dtype):
-        logits = model(images)
+        logits = _forward(model, images, tta)
     return logits.float()
+
+
+@torch.inference_mode()
+def collect_probabilities(model, loader, device, *, dtype=None, channels_last=False,
+                          tta=False, description="validation predictions"):
+    """(probabilities, masks, images) of a whole loader, on the CPU, for tuning."""
+    probabilities, targets, inputs = [], [], []
+    for images, masks in tqdm(loader, desc=description, leave=False,
+                              disable=description is None):
+        logits = predict_logits(model, images, device, dtype=dtype,
+                                channels_last=channels_last, tta=tta)
+        probabilities.append(torch.sigmoid(logits).cpu())
+        targets.append(masks > 0.5)
+        inputs.append(images)
+    return torch.cat(probabilities), torch.cat(targets), torch.cat(inputs)

@@ -6,26 +6,48 @@ from torchvision.transforms import v2
 
 from pyimagesearch.dataset import read_image
 from pyimagesearch.engine import predict_logits
+from pyimagesearch.postprocess import is_blank, to_masks
 
 
-def segment_files(model, arguments, image_paths, device, threshold, *, batch_size=64,
+def prediction_rules(settings, metadata):
+    """Threshold, minimum salt area and test-time augmentation for a model:
+    those stored with it (tuned after training), unless given as flags."""
+    stored = metadata.get("prediction", {})
+    rules = {"threshold": stored.get("threshold", settings.THRESHOLD),
+             "min_area": stored.get("min_area", settings.MIN_SALT_AREA),
+             "tta": stored.get("tta", settings.TTA)}
+    for name, key in (("THRESHOLD", "threshold"), ("MIN_SALT_AREA", "min_area"), ("TTA", "tta")):
+        if name in settings.GIVEN:
+            rules[key] = getattr(settings, name)
+    return rules
+
+
+def segment_files(model, arguments, image_paths, device, rules, *, batch_size=64,
                   dtype=None, channels_last=False):
     """Yield (path, image, mask) per file: the image as read (HxWxC uint8) and
-    its predicted 0/1 mask at the image's own size.
+    its predicted 0/1 mask at the image's own size, made by ``rules`` (see
+    ``prediction_rules``).
 
     The logits, not the thresholded mask, are resized back to the image's
     size, so the mask's edges fall between pixels where the model put them.
     """
     num_channels = arguments["encChannels"][0]
-    resize = v2.Resize(tuple(arguments["outSize"]), antialias=True)
+    in_height, in_width = arguments["outSize"]
+    resize = v2.Resize((in_height, in_width), antialias=True)
     for start in range(0, len(image_paths), batch_size):
         chunk = image_paths[start:start + batch_size]
         images = [read_image(path, num_channels) for path in chunk]
         batch = torch.stack([resize(torch.from_numpy(image).permute(2, 0, 1))
                              for image in images]).float() / 255
-        logits = predict_logits(model, batch, device, dtype=dtype, channels_last=channels_last)
-        for path, image, image_logits in zip(chunk, images, logits):
-            full_size = F.interpolate(image_logits[None], size=image.shape[:2],
-                                      mode="bilinear", align_corners=False)[0, 0]
-            mask = torch.sigmoid(full_size) > threshold
+        logits = predict_logits(model, batch, device, dtype=dtype, channels_last=channels_last,
+                                tta=rules["tta"])
+        blank = is_blank(batch)
+        for path, image, image_logits, image_blank in zip(chunk, images, logits, blank):
+            height, width = image.shape[:2]
+            full_size = F.interpolate(image_logits[None], size=(height, width),
+                                      mode="bilinear", align_corners=False)
+            # the minimum area was chosen at the network's size
+            min_area = rules["min_area"] * height * width / (in_height * in_width)
+            mask = to_masks(torch.sigmoid(full_size), rules["threshold"], min_area,
+                            image_blank[None])[0, 0]
             yield path, image, mask.cpu().numpy().astype(np.uint8)

@@ -7,7 +7,9 @@ Two variants share these parts:
   of the image, so every output pixel is shifted from the pixel it labels.
 - "aligned": padded convolutions, so output pixel i is the prediction for
   input pixel i; inputs whose sides are not a multiple of 2**(levels-1) are
-  padded by replication and the padding is cropped off the output.
+  padded evenly on both sides by reflection (a 101x101 TGS image becomes
+  112x112 at 5 levels) and the padding is cropped off the output.
+Either variant can put batch normalisation after each convolution (``batchNorm``).
 """
 import torch
 import torch.nn.functional as F
@@ -18,16 +20,24 @@ VARIANTS = ("aligned", "tutorial")
 
 
 class Block(nn.Module):
-    """Two 3x3 convolutions with a ReLU between them."""
+    """Two 3x3 convolutions with a ReLU between them, as in the tutorial.
 
-    def __init__(self, inChannels, outChannels, padding=0):
+    With ``batchNorm`` each convolution is followed by batch normalisation and
+    a ReLU, which lets a deeper network train at a higher learning rate.
+    """
+
+    def __init__(self, inChannels, outChannels, padding=0, batchNorm=False):
         super().__init__()
-        self.conv1 = nn.Conv2d(inChannels, outChannels, 3, padding=padding)
+        # a convolution followed by batch normalisation needs no bias of its own
+        self.conv1 = nn.Conv2d(inChannels, outChannels, 3, padding=padding, bias=not batchNorm)
         self.relu = nn.ReLU()
-        self.conv2 = nn.Conv2d(outChannels, outChannels, 3, padding=padding)
+        self.conv2 = nn.Conv2d(outChannels, outChannels, 3, padding=padding, bias=not batchNorm)
+        self.norm1 = nn.BatchNorm2d(outChannels) if batchNorm else nn.Identity()
+        self.norm2 = nn.Sequential(nn.BatchNorm2d(outChannels), nn.ReLU()) if batchNorm \
+            else nn.Identity()
 
     def forward(self, x):
-        return self.conv2(self.relu(self.conv1(x)))
+        return self.norm2(self.conv2(self.relu(self.norm1(self.conv1(x)))))
 
 
 class Encoder(nn.Module):
@@ -36,10 +46,11 @@ class Encoder(nn.Module):
     Returns every level's output, from the finest to the coarsest.
     """
 
-    def __init__(self, channels=(3, 16, 32, 64), padding=0):
+    def __init__(self, channels=(3, 16, 32, 64), padding=0, batchNorm=False):
         super().__init__()
         self.encBlocks = nn.ModuleList(
-            Block(channels[i], channels[i + 1], padding) for i in range(len(channels) - 1))
+            Block(channels[i], channels[i + 1], padding, batchNorm)
+            for i in range(len(channels) - 1))
         self.pool = nn.MaxPool2d(2)
 
     def forward(self, x):
@@ -55,13 +66,14 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Upsample, join the encoder's features of the same level, then a Block."""
 
-    def __init__(self, channels=(64, 32, 16), padding=0):
+    def __init__(self, channels=(64, 32, 16), padding=0, batchNorm=False):
         super().__init__()
         self.channels = channels
         self.upconvs = nn.ModuleList(
             nn.ConvTranspose2d(channels[i], channels[i + 1], 2, 2) for i in range(len(channels) - 1))
         self.dec_blocks = nn.ModuleList(
-            Block(channels[i], channels[i + 1], padding) for i in range(len(channels) - 1))
+            Block(channels[i], channels[i + 1], padding, batchNorm)
+            for i in range(len(channels) - 1))
 
     def forward(self, x, encFeatures):
         for upconv, block, skip in zip(self.upconvs, self.dec_blocks, encFeatures):
@@ -84,7 +96,8 @@ def tutorial_output_side(side, levels):
 
 class UNet(nn.Module):
     def __init__(self, encChannels=(3, 16, 32, 64), decChannels=(64, 32, 16),
-                 nbClasses=1, retainDim=True, outSize=(128, 128), variant="aligned"):
+                 nbClasses=1, retainDim=True, outSize=(128, 128), variant="aligned",
+                 batchNorm=False):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown U-Net variant {variant!r}; use one of {VARIANTS}")
@@ -92,8 +105,8 @@ class UNet(nn.Module):
             raise ValueError(f"decChannels {tuple(decChannels)} must mirror encChannels "
                              f"{tuple(encChannels)} without the input channels")
         padding = 1 if variant == "aligned" else 0
-        self.encoder = Encoder(encChannels, padding)
-        self.decoder = Decoder(decChannels, padding)
+        self.encoder = Encoder(encChannels, padding, batchNorm)
+        self.decoder = Decoder(decChannels, padding, batchNorm)
         self.head = nn.Conv2d(decChannels[-1], nbClasses, 1)
         self.retainDim = retainDim
         self.outSize = tuple(outSize)
@@ -110,30 +123,35 @@ class UNet(nn.Module):
                                  f"shrink it to nothing); use fewer levels or larger inputs")
         else:
             # every level but the last halves the size: pad to a multiple so
-            # the skip connections line up exactly
+            # the skip connections line up exactly. Even padding keeps a
+            # horizontally flipped image's padding (nearly) where it was.
             multiple = 2 ** (self.levels - 1)
             pad_h, pad_w = -height % multiple, -width % multiple
+            top, left = pad_h // 2, pad_w // 2
+            # reflection needs the image to be larger than the padding
+            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
             if pad_h or pad_w:
-                x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+                x = F.pad(x, (left, pad_w - left, top, pad_h - top), mode=mode)
         features = self.encoder(x)
         out = self.head(self.decoder(features[-1], features[-2::-1]))
-        out = out[..., :height, :width]
+        if self.variant != "tutorial":
+            out = out[..., top:top + height, left:left + width]
         if self.retainDim and tuple(out.shape[-2:]) != self.outSize:
             out = F.interpolate(out, self.outSize)
         return out
 
 
 def unet_arguments(num_channels=1, num_classes=1, num_levels=3, base_filters=16,
-                   size=(128, 128), variant="aligned"):
+                   size=(128, 128), variant="aligned", batch_norm=False):
     """The UNet constructor arguments for a configuration; stored with the model."""
     widths = [base_filters * 2 ** level for level in range(num_levels)]
     return {"encChannels": [num_channels, *widths], "decChannels": widths[::-1],
             "nbClasses": num_classes, "retainDim": True, "outSize": list(size),
-            "variant": variant}
+            "variant": variant, "batchNorm": batch_norm}
 
 
 def arguments_from_settings(settings):
     return unet_arguments(settings.NUM_CHANNELS, settings.NUM_CLASSES, settings.NUM_LEVELS,
                           settings.BASE_FILTERS,
                           (settings.INPUT_IMAGE_HEIGHT, settings.INPUT_IMAGE_WIDTH),
-                          settings.MODEL_VARIANT)
+                          settings.MODEL_VARIANT, settings.BATCH_NORM)

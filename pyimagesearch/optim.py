@@ -1,0 +1,27 @@
+"""The optimizer and learning-rate schedule a run's settings ask for."""
+import math
+
+import torch
+
+
+def build_optimizer(settings, parameters):
+    """Adam as in the tutorial; AdamW when WEIGHT_DECAY is set, since Adam's own
+    weight decay is scaled away by its per-weight step sizes."""
+    if settings.WEIGHT_DECAY:
+        return torch.optim.AdamW(parameters, lr=settings.INIT_LR,
+                                 weight_decay=settings.WEIGHT_DECAY)
+    return torch.optim.Adam(parameters, lr=settings.INIT_LR)
+
+
+def build_scheduler(settings, optimizer, steps_per_epoch):
+    """A per-batch schedule, or None for a constant learning rate.
+
+    "cosine" falls from INIT_LR to 0 along half a cosine over NUM_EPOCHS: long
+    at high rates while the network finds its way, then small steps that
+    settle it into a minimum.
+    """
+    if settings.LR_SCHEDULE == "constant":
+        return None
+    total = max(settings.NUM_EPOCHS * steps_per_epoch, 1)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))

@@ -1,0 +1,29 @@
+"""Named sets of settings, chosen with ``--preset NAME``.
+
+A preset replaces the config.py defaults it names; flags given on the same
+command line still win, so ``--preset salt --num-epochs 5`` is the salt recipe
+trained for 5 epochs.
+"""
+
+PRESETS = {
+    # the recommended configuration for TGS salt on a CPU; see README "Accuracy"
+    "salt": {
+        "MODEL_VARIANT": "aligned",
+        "BATCH_NORM": True,
+        "NUM_LEVELS": 5,
+        "BASE_FILTERS": 16,
+        # the tiles' own size: the network pads 101 to 112 by reflection,
+        # which keeps every pixel as it is and costs less than resizing to 128
+        "INPUT_IMAGE_WIDTH": 101,
+        "INPUT_IMAGE_HEIGHT": 101,
+        "AUGMENT": True,
+        "LOSS": "bce+lovasz",
+        "INIT_LR": 0.002,
+        "WEIGHT_DECAY": 0.0001,
+        "LR_SCHEDULE": "cosine",
+        "BATCH_SIZE": 32,
+        "NUM_EPOCHS": 20,
+        "TTA": True,
+        "TUNE_THRESHOLD": True,
+    },
+}
