@@ -19,7 +19,7 @@ from pyimagesearch.dataset import DataError, list_image_files, read_mask
 from pyimagesearch.engine import autocast_dtype, prepare_model
 from pyimagesearch.files import OutputError, atomic_path, ensure_folder, write_csv
 from pyimagesearch.inference import prediction_rules, segment_files
-from pyimagesearch.metrics import MetricTotals
+from pyimagesearch.metrics import METRICS
 from pyimagesearch.plots import display_available, plot_prediction, show_open_figures
 from pyimagesearch.rle import encode
 
@@ -56,16 +56,21 @@ def plot_test_predictions(settings, model, arguments, device, rules, options):
 def evaluate_test_split(settings, model, arguments, device, rules, options):
     """Metrics of the model on the test split, at each image's original size."""
     pairs = read_test_pairs(settings.TEST_PATHS)
-    totals = MetricTotals()
+    per_image = {name: [] for name in METRICS}
     predictions = segment_files(model, arguments, [image for image, _ in pairs], device,
                                 rules, **options)
     for (_, mask_path), (_, _, predicted) in tqdm(zip(pairs, predictions), total=len(pairs),
                                                   desc="evaluating", unit="image"):
         truth = torch.from_numpy(read_mask(mask_path))[None]
-        totals.add(torch.zeros(()), torch.from_numpy(predicted)[None], truth)
-    means = totals.means()
-    print(f"[INFO] {totals.count} test images at their original size: mean IoU {means['iou']:.4f}  "
-          f"mean Dice {means['dice']:.4f}  competition score {means['score']:.4f}")
+        for name, metric in METRICS.items():
+            per_image[name].append(metric(torch.from_numpy(predicted)[None], truth).item())
+    scores = np.array(per_image["score"])
+    # the spread of the mean that comes from which images happen to be in the split
+    standard_error = scores.std(ddof=1) / np.sqrt(len(scores)) if len(scores) > 1 else 0.0
+    means = {name: float(np.mean(values)) for name, values in per_image.items()}
+    print(f"[INFO] {len(scores)} test images at their original size: mean IoU {means['iou']:.4f}  "
+          f"mean Dice {means['dice']:.4f}  competition score {means['score']:.4f} "
+          f"(+- {standard_error:.4f} standard error over images)")
     return means
 
 

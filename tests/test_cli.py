@@ -65,3 +65,30 @@ def test_help_lists_every_constant():
     for flag in ("--num-epochs", "--dataset-path", "--base-output", "--batch-size",
                  "--num-levels", "--num-channels", "--model-variant", "--threshold"):
         assert flag in text
+
+
+def test_the_salt_preset_sets_its_values_and_flags_still_win():
+    from pyimagesearch.presets import PRESETS
+    settings = parse_settings(["--preset", "salt", "--num-epochs", "3"])
+    assert settings.PRESET == "salt" and settings.NUM_EPOCHS == 3
+    for name, value in PRESETS["salt"].items():
+        if name != "NUM_EPOCHS":
+            assert getattr(settings, name) == value, name
+    assert settings.BATCH_NORM and settings.TTA and settings.LOSS == "bce+lovasz"
+    plain = parse_settings([])
+    assert plain.PRESET is None and plain.LOSS == "bce" and not plain.BATCH_NORM
+
+
+def test_help_names_the_preset_and_what_it_sets(capsys):
+    with pytest.raises(SystemExit):
+        build_parser("x").parse_args(["--help"])
+    shown = capsys.readouterr().out
+    assert "--preset {salt}" in shown and "loss bce+lovasz" in shown
+
+
+def test_an_unknown_preset_or_loss_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        parse_settings(["--preset", "fast"])
+    with pytest.raises(SystemExit):
+        parse_settings(["--loss", "bce+focal"])
+    assert "bce+focal" in capsys.readouterr().err

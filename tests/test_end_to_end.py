@@ -1,4 +1,5 @@
 """Train and predict on generated data, through the scripts' own entry points."""
+import csv
 import os
 
 import cv2
@@ -132,3 +133,42 @@ def test_predict_before_training_says_to_train(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         predict.main(["--base-output", str(tmp_path)])
     assert "train" in str(exit_info.value.code)
+
+
+@pytest.fixture(scope="module")
+def salt_run(tmp_path_factory, synthetic_folder):
+    """The salt preset, briefly: its model file must carry the tuned prediction rules."""
+    output = str(tmp_path_factory.mktemp("salt"))
+    train.main(["--preset", "salt", "--dataset-path", synthetic_folder, "--base-output", output,
+                "--num-epochs", "2", "--num-levels", "3", *SMALL])
+    return output
+
+
+def test_the_preset_stores_tuned_rules_with_the_best_model(salt_run):
+    _, arguments, metadata = load_model(os.path.join(salt_run, "unet_tgs_salt.pth"))
+    assert arguments["batchNorm"] is True and arguments["outSize"] == [64, 64]
+    rules = metadata["prediction"]
+    assert rules["tta"] is True and 0 < rules["threshold"] < 1 and rules["min_area"] >= 0
+    tuning = metadata["tuning"]
+    assert tuning["tuned_score"] >= tuning["plain_score"] - 1e-9
+
+
+def test_submission_codes_are_the_written_masks(salt_run, synthetic_folder, tmp_path, capsys):
+    from pyimagesearch.rle import decode
+    images = os.path.join(synthetic_folder, "images")
+    predict.main(["--base-output", salt_run, "--input", images, "--masks-out",
+                  str(tmp_path / "masks"), "--submission", str(tmp_path / "submission.csv")])
+    _, _, metadata = load_model(os.path.join(salt_run, "unet_tgs_salt.pth"))
+    assert f"threshold {metadata['prediction']['threshold']}," in capsys.readouterr().out
+    with open(tmp_path / "submission.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(os.listdir(images))
+    for row in rows:
+        mask = cv2.imread(str(tmp_path / "masks" / f"{row['id']}.png"), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(decode(row["rle_mask"], mask.shape), mask // 255), row["id"]
+
+
+def test_flags_given_to_predict_override_the_stored_rules(salt_run, capsys):
+    predict.main(["--base-output", salt_run, "--evaluate", "--threshold", "0.9",
+                  "--min-salt-area", "7", "--tta", "false", *SMALL])
+    assert "threshold 0.9, minimum salt area 7 px, test-time flips off" in capsys.readouterr().out

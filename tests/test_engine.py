@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from pyimagesearch.engine import TrainingDiverged, evaluate, train_one_epoch
+from pyimagesearch.engine import TrainingDiverged, evaluate, predict_logits, train_one_epoch
 from pyimagesearch.model import UNet, unet_arguments
 
 
@@ -76,3 +76,33 @@ def test_a_loss_that_becomes_nan_stops_training(data):
     with pytest.raises(TrainingDiverged, match="INIT_LR"):
         train_one_epoch(net, DataLoader(poisoned, batch_size=4), torch.nn.BCEWithLogitsLoss(),
                         torch.optim.Adam(net.parameters()), "cpu", description=None)
+
+
+class _Mirror(torch.nn.Module):
+    """A "model" whose output is its input: any flip left undone would show."""
+
+    def forward(self, x):
+        return x * 1.0
+
+
+def test_flip_tta_undoes_its_flip():
+    images = torch.rand(2, 1, 5, 7)
+    assert torch.equal(predict_logits(_Mirror(), images, "cpu", tta=True), images)
+
+
+def test_flip_tta_averages_the_two_views(data):
+    net = model().eval()
+    images = data.tensors[0][:3]
+    with torch.no_grad():
+        expected = (net(images) + net(images.flip(-1)).flip(-1)) / 2
+    assert torch.allclose(predict_logits(net, images, "cpu", tta=True), expected, atol=1e-6)
+    assert not torch.allclose(expected, predict_logits(net, images, "cpu"), atol=1e-4)
+
+
+def test_a_scheduler_steps_once_per_batch(data):
+    net = model()
+    optimizer = torch.optim.SGD(net.parameters(), lr=1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (step + 1))
+    train_one_epoch(net, DataLoader(data, batch_size=3), torch.nn.BCEWithLogitsLoss(),
+                    optimizer, "cpu", scheduler=scheduler, description=None)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1 / 4)  # 3 batches

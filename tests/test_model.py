@@ -71,3 +71,32 @@ def test_parts_keep_the_tutorial_interfaces():
 def test_mismatched_channel_lists_are_refused():
     with pytest.raises(ValueError, match="mirror"):
         UNet(encChannels=(1, 16, 32), decChannels=(64, 32))
+
+
+@pytest.mark.parametrize("levels", [3, 5])
+@pytest.mark.parametrize("size", [(101, 101), (64, 80)])
+def test_batch_norm_network_keeps_the_size(levels, size):
+    model = UNet(**unet_arguments(1, 1, levels, 4, size, "aligned", batch_norm=True))
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    out = model(torch.rand(2, 1, *size))
+    assert out.shape == (2, 1, *size)
+
+
+def test_without_batch_norm_the_block_is_the_tutorials():
+    names = set(Block(1, 4).state_dict())
+    assert names == {"conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"}
+
+
+def test_padded_input_is_cropped_back_at_the_same_pixels():
+    # a 101-wide input at 3 levels is padded by 3 columns, 1 left and 2 right;
+    # the output must be the network's answer for exactly the original
+    # columns, as if the padded image had been given and cropped by hand
+    torch.manual_seed(0)
+    model = build("aligned", levels=3, size=(40, 101))
+    model.retainDim = False
+    image = torch.rand(1, 1, 40, 101)
+    padded = torch.nn.functional.pad(image, (1, 2, 0, 0), mode="reflect")
+    with torch.no_grad():
+        out, by_hand = model(image), model(padded)[..., 1:102]
+    assert out.shape == (1, 1, 40, 101)
+    assert torch.allclose(out, by_hand, atol=1e-6)

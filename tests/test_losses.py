@@ -1,0 +1,84 @@
+"""Losses against values worked out by hand."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pyimagesearch.losses import CombinedLoss, lovasz_hinge, soft_dice_loss
+
+
+def image(values):
+    return torch.tensor(values, dtype=torch.float32).reshape(1, 1, 1, -1)
+
+
+def test_lovasz_of_plus_minus_one_logits_is_twice_one_minus_iou():
+    # truth 1 1 0 0, prediction (logit > 0) 1 0 1 0: IoU 1/3, errors 0 2 2 0.
+    # Sorted errors 2, 2 (one salt, one background pixel): Jaccard losses
+    # 1 - 1/2 and 1 - 1/3, so weights 1/2 and 1/6: 2 * (1/2 + 1/6) = 4/3.
+    loss = lovasz_hinge(image([1, -1, 1, -1]), image([1, 1, 0, 0]))
+    assert loss.item() == pytest.approx(4 / 3)
+
+
+def test_lovasz_is_zero_when_every_margin_is_met():
+    assert lovasz_hinge(image([3, 1, -1, -2]), image([1, 1, 0, 0])).item() == 0
+
+
+def test_lovasz_grows_linearly_with_a_margin_shortfall():
+    # one salt pixel of two at logit 0.5 (error 0.5) and the rest right:
+    # the only wrong pixel is the first in the sorted order, weight 1 - 1/2
+    loss = lovasz_hinge(image([0.5, 2, -2, -2]), image([1, 1, 0, 0]))
+    assert loss.item() == pytest.approx(0.5 * 0.5)
+
+
+def test_lovasz_on_an_empty_truth_is_the_worst_margin():
+    # no salt: every weight but the first is 0, so only the worst error counts
+    loss = lovasz_hinge(image([-2, 0.5, -0.5, -3]), image([0, 0, 0, 0]))
+    assert loss.item() == pytest.approx(1.5)
+
+
+def test_lovasz_is_the_mean_over_images():
+    logits = torch.cat([image([1, -1, 1, -1]), image([3, 1, -1, -2])])
+    targets = torch.cat([image([1, 1, 0, 0]), image([1, 1, 0, 0])])
+    assert lovasz_hinge(logits, targets).item() == pytest.approx(2 / 3)
+
+
+def test_soft_dice_by_hand():
+    # p = sigmoid(0) = 0.5 on 4 pixels, 2 of them salt: intersection 1,
+    # sum p 2 + sum t 2 = 4: 1 - (2 + 1) / (4 + 1) = 0.4
+    loss = soft_dice_loss(image([0, 0, 0, 0]), image([1, 1, 0, 0]))
+    assert loss.item() == pytest.approx(0.4)
+
+
+def test_soft_dice_near_zero_for_a_confident_right_answer():
+    assert soft_dice_loss(image([20, 20, -20, -20]), image([1, 1, 0, 0])).item() < 1e-6
+
+
+def test_combined_loss_adds_its_parts():
+    torch.manual_seed(0)
+    logits, targets = torch.randn(3, 1, 8, 8), (torch.rand(3, 1, 8, 8) > 0.5).float()
+    expected = (F.binary_cross_entropy_with_logits(logits, targets)
+                + lovasz_hinge(logits, targets))
+    assert CombinedLoss("bce+lovasz")(logits, targets).item() == pytest.approx(expected.item())
+    assert CombinedLoss("bce")(logits, targets).item() == pytest.approx(
+        torch.nn.BCEWithLogitsLoss()(logits, targets).item())
+
+
+def test_lovasz_trains_towards_the_target():
+    torch.manual_seed(0)
+    logits = torch.zeros(2, 1, 6, 6, requires_grad=True)
+    targets = (torch.rand(2, 1, 6, 6) > 0.5).float()
+    optimizer = torch.optim.SGD([logits], lr=5.0)
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = lovasz_hinge(logits, targets)
+        loss.backward()
+        optimizer.step()
+    assert math.isclose(loss.item(), 0, abs_tol=1e-6)
+    assert torch.equal(logits.detach() > 0, targets > 0)
+
+
+@pytest.mark.parametrize("name", ["", "bce+", "focal", "bce+bce"])
+def test_unknown_loss_names_are_refused(name):
+    with pytest.raises(ValueError, match="unknown loss"):
+        CombinedLoss(name)
