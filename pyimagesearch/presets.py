@@ -10,8 +10,10 @@ PRESETS = {
     "salt": {
         "MODEL_VARIANT": "aligned",
         "BATCH_NORM": True,
+        # 5 levels from 8 channels trains 3x faster than from 16, which buys
+        # the epochs that matter more within an hour of CPU (README "Accuracy")
         "NUM_LEVELS": 5,
-        "BASE_FILTERS": 16,
+        "BASE_FILTERS": 8,
         # the tiles' own size: the network pads 101 to 112 by reflection,
         # which keeps every pixel as it is and costs less than resizing to 128
         "INPUT_IMAGE_WIDTH": 101,
@@ -22,7 +24,7 @@ PRESETS = {
         "WEIGHT_DECAY": 0.0001,
         "LR_SCHEDULE": "cosine",
         "BATCH_SIZE": 32,
-        "NUM_EPOCHS": 20,
+        "NUM_EPOCHS": 54,
         "TTA": True,
         "TUNE_THRESHOLD": True,
     },
