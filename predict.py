@@ -16,7 +16,7 @@ from tqdm import tqdm
 from pyimagesearch.checkpoint import CheckpointError, load_model
 from pyimagesearch.cli import build_parser, settings_from_args
 from pyimagesearch.dataset import DataError, list_image_files, read_mask
-from pyimagesearch.engine import autocast_dtype, prepare_model
+from pyimagesearch.engine import autocast_dtype, prepare_model, reuse_freed_memory
 from pyimagesearch.files import OutputError, atomic_path, ensure_folder, write_csv
 from pyimagesearch.inference import prediction_rules, segment_files
 from pyimagesearch.metrics import METRICS
@@ -124,6 +124,7 @@ def main(argv=None):
     if bool(args.input) != bool(args.masks_out or args.submission):
         parser.error("--input goes with --masks-out and/or --submission")
     device = torch.device(settings.DEVICE)
+    reuse_freed_memory()
     try:
         model, arguments, metadata = load_model(settings.MODEL_PATH, device)
         model = prepare_model(model, device, settings.CHANNELS_LAST)

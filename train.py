@@ -28,7 +28,8 @@ from pyimagesearch.cli import build_parser, settings_from_args
 from pyimagesearch.dataset import (DataError, SegmentationDataset, list_image_files,
                                    pair_image_mask_paths)
 from pyimagesearch.engine import (TrainingDiverged, autocast_dtype, collect_probabilities,
-                                  evaluate, prepare_model, train_one_epoch)
+                                  evaluate, prepare_model, reuse_freed_memory,
+                                  train_one_epoch)
 from pyimagesearch.files import OutputError, ensure_folder, write_csv, write_text
 from pyimagesearch.losses import CombinedLoss
 from pyimagesearch.metrics import competition_score_per_image
@@ -79,6 +80,7 @@ def main(argv=None):
                         help="continue from CHECKPOINT_PATH, written after every epoch")
     args = parser.parse_args(argv)
     settings = settings_from_args(args, parser)
+    reuse_freed_memory()
     previous_handler = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     context = distributed.setup(settings.DEVICE)
     if not context.is_main:
@@ -174,6 +176,9 @@ def train(settings, context, resume=False):
     # DistributedDataParallel keeps the processes' weights equal by averaging
     # gradients; evaluation uses the bare model, whose forward needs no peers
     unet = distributed.wrap_model(model, context, settings.SYNC_BATCHNORM)
+    if context.distributed and settings.BATCH_NORM and device.type != "cuda":
+        print("[INFO] batch normalisation uses each process's share of the batch: "
+              "SYNC_BATCHNORM works on GPUs only")
     lossFunc = CombinedLoss(settings.LOSS)
     opt = build_optimizer(settings, unet.parameters())
     scheduler = build_scheduler(settings, opt, len(trainLoader))
@@ -213,6 +218,7 @@ def train(settings, context, resume=False):
             trainLoader.sampler.set_epoch(epoch)
         train_loss = train_one_epoch(unet, trainLoader, lossFunc, opt, device, scaler=scaler,
                                      scheduler=scheduler, reduce_sum=reduce_sum, **fast, **bars)
+        distributed.share_buffers(model, context)
         totals = evaluate(model, testLoader, lossFunc, device, settings.THRESHOLD,
                           tta=settings.TTA, **fast, **bars)
         reduce_sum(totals.sums)

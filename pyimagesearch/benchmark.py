@@ -33,7 +33,7 @@ from torchvision import transforms
 
 from pyimagesearch.dataset import SegmentationDataset, pair_image_mask_paths
 from pyimagesearch.engine import (autocast_dtype, evaluate, prepare_model,
-                                  train_one_epoch)
+                                  reuse_freed_memory, train_one_epoch)
 from pyimagesearch.inference import segment_files
 from pyimagesearch.model import UNet, unet_arguments
 
@@ -140,6 +140,7 @@ def run_tutorial_way(train_images, test_images, train_masks, test_masks):
 
 
 def run_pipeline_way(train_images, test_images, train_masks, test_masks, precision):
+    reuse_freed_memory()
     torch.manual_seed(0)
     device = torch.device("cpu")
     dtype = autocast_dtype(device, precision)

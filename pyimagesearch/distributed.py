@@ -74,10 +74,24 @@ def shard(indices, context):
 def wrap_model(model, context, sync_batchnorm):
     if not context.distributed:
         return model
-    if sync_batchnorm:
+    # PyTorch's SyncBatchNorm runs on GPUs only; on CPUs each process
+    # normalises its own share of the batch
+    if sync_batchnorm and context.device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     device_ids = [context.device.index] if context.device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def share_buffers(model, context):
+    """Give every rank the first rank's buffers (batch-norm running statistics).
+
+    Without synchronised batch norm each rank's running statistics follow its
+    own share of the data; the first rank's are the ones saved, so evaluating
+    with them on every rank keeps the metrics those of the saved model.
+    """
+    if context.distributed:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 def replicas_identical(model, context):

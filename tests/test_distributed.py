@@ -1,4 +1,5 @@
-"""train.py under torchrun: two CPU processes (Gloo) on generated data."""
+"""train.py under torchrun: two CPU processes (Gloo) on generated data, with
+batch normalisation, as the salt preset trains."""
 import csv
 import os
 import signal
@@ -17,7 +18,7 @@ from pyimagesearch.engine import evaluate
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--input-image-width", "32", "--input-image-height", "32", "--num-levels", "2",
-        "--batch-size", "16"]
+        "--batch-size", "16", "--batch-norm", "true"]
 
 
 def torchrun(*argv):
@@ -40,6 +41,12 @@ def distributed_run(tmp_path_factory, synthetic_folder):
 def test_the_ranks_end_with_identical_weights(distributed_run):
     _, result = distributed_run
     assert "identical on all 2 processes" in result.stdout
+
+
+def test_batch_norm_runs_per_process_on_cpus(distributed_run):
+    # PyTorch's SyncBatchNorm refuses CPU modules: asking for it must not stop the run
+    _, result = distributed_run
+    assert "each process's share of the batch" in result.stdout
 
 
 def test_files_are_written_once(distributed_run):

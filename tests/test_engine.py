@@ -1,9 +1,15 @@
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from pyimagesearch.engine import TrainingDiverged, evaluate, predict_logits, train_one_epoch
 from pyimagesearch.model import UNet, unet_arguments
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture
@@ -106,3 +112,37 @@ def test_a_scheduler_steps_once_per_batch(data):
     train_one_epoch(net, DataLoader(data, batch_size=3), torch.nn.BCEWithLogitsLoss(),
                     optimizer, "cpu", scheduler=scheduler, description=None)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1 / 4)  # 3 batches
+
+
+FAULT_COUNTER = """
+import resource, sys
+import torch
+from pyimagesearch.engine import reuse_freed_memory
+from pyimagesearch.model import UNet, unet_arguments
+if sys.argv[1] == "reuse" and not reuse_freed_memory():
+    sys.exit(3)
+torch.manual_seed(0)
+model = UNet(**unet_arguments(1, 1, 3, 8, (64, 64), "aligned", True))
+images = torch.rand(16, 1, 64, 64)
+model(images).mean().backward()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    model(images).mean().backward()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _page_faults_of_training_steps(mode):
+    result = subprocess.run([sys.executable, "-c", FAULT_COUNTER, mode], capture_output=True,
+                            text=True, cwd=PROJECT, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    if result.returncode == 3:
+        pytest.skip("the C library is not glibc")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return int(result.stdout.split()[-1])
+
+
+def test_reusing_freed_memory_spares_the_page_faults_of_each_step():
+    # measured: about 7x fewer (45,000 against 6,300 page faults in five steps)
+    plain = _page_faults_of_training_steps("plain")
+    reused = _page_faults_of_training_steps("reuse")
+    assert reused < plain / 3
