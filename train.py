@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pyimagesearch import config, distributed, synthetic
@@ -135,38 +135,15 @@ def read_split(settings, context):
     return trainDS, testDS
 
 
-def make_loaders(settings, context, trainDS, testDS):
-    """The training loader (shuffled each epoch) and the validation loader.
-
-    Under torchrun each process takes BATCH_SIZE / world_size images of every
-    global batch and its own share of the validation images.
-    """
-    if settings.BATCH_SIZE % context.world_size:
-        raise DataError(f"BATCH_SIZE {settings.BATCH_SIZE} is the global batch and must be "
-                        f"a multiple of the {context.world_size} processes")
-    options = {"num_workers": settings.NUM_WORKERS, "pin_memory": settings.PIN_MEMORY}
-    batch_size = settings.BATCH_SIZE // context.world_size
-    if context.distributed:
-        sampler = DistributedSampler(trainDS, context.world_size, context.rank, shuffle=True,
-                                     seed=settings.SEED)
-        trainLoader = DataLoader(trainDS, batch_size=batch_size, sampler=sampler, **options)
-        testDS = Subset(testDS, distributed.shard(range(len(testDS)), context))
-    else:
-        generator = torch.Generator().manual_seed(settings.SEED)
-        trainLoader = DataLoader(trainDS, batch_size=batch_size, shuffle=True,
-                                 generator=generator, **options)
-    # no gradients to keep during validation, so larger batches fit
-    testLoader = DataLoader(testDS, batch_size=batch_size * 2, **options)
-    return trainLoader, testLoader
-
-
 def train(settings, context, resume=False):
     seed_everything(settings.SEED)
     device = context.device
     if context.is_main:
         ensure_folder(settings.BASE_OUTPUT)
     trainDS, testDS = read_split(settings, context)
-    trainLoader, testLoader = make_loaders(settings, context, trainDS, testDS)
+    trainLoader, testLoader = distributed.make_loaders(
+        trainDS, testDS, settings.BATCH_SIZE, context, seed=settings.SEED,
+        num_workers=settings.NUM_WORKERS, pin_memory=settings.PIN_MEMORY)
     # the generator that orders a single process's batches; a distributed
     # sampler orders them from SEED and the epoch number instead
     shuffle_generator = trainLoader.generator or torch.Generator()

@@ -2,20 +2,24 @@
 
     python -m pyimagesearch.benchmark --dataset-path ../shared/tgs-salt/train
 
-Both ways train the same network (the tutorial variant, 3 levels, 16/32/64
-channels) on the same split for one epoch and then predict the validation
-images; each runs in a fresh process so that its peak memory is its own.
+Each way trains the same network (the tutorial variant, 3 levels, 16/32/64
+channels) on the same split for one epoch and then predicts the validation
+images; each runs in fresh processes so that its peak memory is its own.
 
 - "tutorial": images decoded from PNG and resized with PIL for every sample of
   every epoch, by os.cpu_count() DataLoader workers, 3-channel NCHW fp32 model,
   the epoch loss summed with its autograd graphs, prediction one image at a time.
 - "pipeline": this project's path: the dataset decoded once into memory,
-  channels_last, the PRECISION setting, inference_mode, batched prediction.
+  channels_last, the PRECISION setting, inference_mode, batched prediction,
+  freed memory kept for the next batch.
+- "pipeline xN proc": the same under torchrun, one single-threaded process per
+  core, as `torchrun --nproc_per_node N train.py` trains.
 
 The achieved GFLOP/s is compared with this machine's matrix-multiply peak in
 the same precision, measured in the same run: the practical hardware limit.
 """
 import argparse
+import functools
 import json
 import os
 import resource
@@ -31,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
 
+from pyimagesearch import distributed
 from pyimagesearch.dataset import SegmentationDataset, pair_image_mask_paths
 from pyimagesearch.engine import (autocast_dtype, evaluate, prepare_model,
                                   reuse_freed_memory, train_one_epoch)
@@ -140,9 +145,12 @@ def run_tutorial_way(train_images, test_images, train_masks, test_masks):
 
 
 def run_pipeline_way(train_images, test_images, train_masks, test_masks, precision):
+    """This pipeline's way; under torchrun each process takes its share of the
+    work, and the times are those of the slowest process."""
     reuse_freed_memory()
+    context = distributed.setup("cpu")
     torch.manual_seed(0)
-    device = torch.device("cpu")
+    device = context.device
     dtype = autocast_dtype(device, precision)
     started = time.perf_counter()
     train_set = SegmentationDataset(train_images, train_masks, size=SIZE, num_channels=1)
@@ -150,45 +158,59 @@ def run_pipeline_way(train_images, test_images, train_masks, test_masks, precisi
     decode_seconds = time.perf_counter() - started
     arguments = unet_arguments(1, 1, 3, 16, SIZE, "tutorial")
     model = prepare_model(UNet(**arguments), device, channels_last=True)
+    unet = distributed.wrap_model(model, context, sync_batchnorm=False)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    optimizer = torch.optim.Adam(unet.parameters(), lr=0.001)
     fast = {"dtype": dtype, "channels_last": True, "description": None}
-    train_loader = DataLoader(train_set, batch_size=BATCH_SIZE, shuffle=True,
-                              generator=torch.Generator().manual_seed(0))
-    test_loader = DataLoader(test_set, batch_size=BATCH_SIZE * 2)
+    train_loader, test_loader = distributed.make_loaders(train_set, test_set, BATCH_SIZE,
+                                                         context, seed=0)
+    reduce_sum = functools.partial(distributed.all_reduce_sum, context=context)
+    distributed.barrier(context)
     started = time.perf_counter()
-    train_one_epoch(model, train_loader, loss_fn, optimizer, device, **fast)
+    train_one_epoch(unet, train_loader, loss_fn, optimizer, device, reduce_sum=reduce_sum,
+                    **fast)
     train_seconds = time.perf_counter() - started
-    evaluate(model, test_loader, loss_fn, device, 0.5, **fast)
+    reduce_sum(evaluate(model, test_loader, loss_fn, device, 0.5, **fast).sums)
     epoch_seconds = time.perf_counter() - started
 
+    distributed.barrier(context)
     started = time.perf_counter()
-    for _ in segment_files(model, arguments, test_images, device, 0.5, batch_size=BATCH_SIZE * 2,
-                           dtype=dtype, channels_last=True):
+    for _ in segment_files(model, arguments, distributed.shard(test_images, context), device,
+                           {"threshold": 0.5, "min_area": 0, "tta": False},
+                           batch_size=BATCH_SIZE * 2, dtype=dtype, channels_last=True):
         pass
+    distributed.barrier(context)
     predict_seconds = time.perf_counter() - started
-    return model, 1, dtype, train_seconds, epoch_seconds, predict_seconds, decode_seconds
+    return (model, 1, dtype, train_seconds, epoch_seconds, predict_seconds, decode_seconds,
+            context)
 
 
 def measure(way, dataset_path, limit, precision):
     parts = split(dataset_path, limit)
     if way == "tutorial":
-        outcome = run_tutorial_way(*parts)
+        outcome = run_tutorial_way(*parts) + (distributed.Context(),)
     else:
         outcome = run_pipeline_way(*parts, precision)
-    model, channels, dtype, train_s, epoch_s, predict_s, decode_s = outcome
+    model, channels, dtype, train_s, epoch_s, predict_s, decode_s, context = outcome
+    # the slowest process sets the pace; the memory of all of them is the machine's
+    times = distributed.all_reduce_max(torch.tensor([train_s, epoch_s, predict_s]), context)
+    train_s, epoch_s, predict_s = times.tolist()
+    # ru_maxrss is in KiB on Linux
+    peak_kib = torch.tensor(float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    peak_mb = distributed.all_reduce_sum(peak_kib, context).item() / 1024
+    distributed.teardown(context)
     n_train, n_test = len(parts[0]), len(parts[1])
     train_flops = flops_per_image(model.float().to(memory_format=torch.contiguous_format),
                                   channels, backward=True)
-    return {"way": way, "precision": "bf16" if dtype == torch.bfloat16 else "fp32",
+    return {"way": way, "processes": context.world_size,
+            "precision": "bf16" if dtype == torch.bfloat16 else "fp32",
             "train_images": n_train, "test_images": n_test,
             "decode_seconds": decode_s, "epoch_seconds": epoch_s,
             "train_images_per_second": n_train / train_s,
             "predict_images_per_second": n_test / predict_s,
             "train_gflops_per_image": train_flops / 1e9,
             "achieved_gflops": train_flops * n_train / train_s / 1e9,
-            # ru_maxrss is in KiB on Linux
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_mb, "main": context.is_main}
 
 
 def main(argv=None):
@@ -199,18 +221,27 @@ def main(argv=None):
                         help="use only the first N pairs (0: all)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
                         help="the pipeline's precision")
+    parser.add_argument("--processes", type=int, default=os.cpu_count(),
+                        help="also run the pipeline as this many torchrun processes of one "
+                             "thread each (default: one per core; 1 skips it)")
     parser.add_argument("--way", choices=("tutorial", "pipeline"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.way:
-        print(json.dumps(measure(args.way, args.dataset_path, args.limit, args.precision)))
+        result = measure(args.way, args.dataset_path, args.limit, args.precision)
+        if result["main"]:
+            print(json.dumps(result))
         return
 
     peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    module = ["-m", "pyimagesearch.benchmark", "--dataset-path", args.dataset_path,
+              "--limit", str(args.limit), "--precision", args.precision]
+    launches = [[sys.executable, *module, "--way", "tutorial"],
+                [sys.executable, *module, "--way", "pipeline"]]
+    if args.processes > 1:
+        launches.append([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                         f"--nproc_per_node={args.processes}", *module, "--way", "pipeline"])
     results = []
-    for way in ("tutorial", "pipeline"):
-        command = [sys.executable, "-m", "pyimagesearch.benchmark", "--way", way,
-                   "--dataset-path", args.dataset_path, "--limit", str(args.limit),
-                   "--precision", args.precision]
+    for command in launches:
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         results.append(json.loads(output.strip().splitlines()[-1]))
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, "
@@ -219,18 +250,22 @@ def main(argv=None):
           f"{peak['fp32']:.1f} GFLOP/s fp32, {peak['bf16']:.1f} GFLOP/s bf16")
     print(f"data: {results[0]['train_images']} training + {results[0]['test_images']} "
           f"validation images at {SIZE[0]}x{SIZE[1]}, batch {BATCH_SIZE}")
-    header = (f"{'way':<10}{'prec':>6}{'s/epoch':>9}{'train img/s':>13}{'predict img/s':>15}"
+    header = (f"{'way':<22}{'prec':>6}{'s/epoch':>9}{'train img/s':>13}{'predict img/s':>15}"
               f"{'peak RSS MB':>13}{'GFLOP/s':>9}{'of peak':>9}")
     print(header)
     for r in results:
         share = r["achieved_gflops"] / peak[r["precision"]]
-        print(f"{r['way']:<10}{r['precision']:>6}{r['epoch_seconds']:>9.1f}"
+        name = r["way"] if r["processes"] == 1 else f"{r['way']} x{r['processes']} proc"
+        print(f"{name:<22}{r['precision']:>6}{r['epoch_seconds']:>9.1f}"
               f"{r['train_images_per_second']:>13.1f}{r['predict_images_per_second']:>15.1f}"
               f"{r['peak_rss_mb']:>13.0f}{r['achieved_gflops']:>9.1f}{share:>9.0%}")
-    before, after = results
-    print(f"speed-up: epoch {before['epoch_seconds'] / after['epoch_seconds']:.2f}x, "
-          f"prediction {after['predict_images_per_second'] / before['predict_images_per_second']:.2f}x "
-          f"(the pipeline also spent {after['decode_seconds']:.1f} s once decoding the dataset)")
+    before = results[0]
+    for after in results[1:]:
+        print(f"speed-up of pipeline x{after['processes']}: epoch "
+              f"{before['epoch_seconds'] / after['epoch_seconds']:.2f}x, prediction "
+              f"{after['predict_images_per_second'] / before['predict_images_per_second']:.2f}x")
+    print(f"(the pipeline also spent {results[1]['decode_seconds']:.1f} s once decoding "
+          f"the dataset)")
 
 
 if __name__ == "__main__":

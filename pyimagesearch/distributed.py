@@ -8,6 +8,9 @@ import os
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from pyimagesearch.dataset import DataError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +65,13 @@ def all_reduce_sum(tensor, context):
     return tensor
 
 
+def all_reduce_max(tensor, context):
+    """The largest value of ``tensor`` over every process (in place; returned)."""
+    if context.distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor
+
+
 def shard(indices, context):
     """This rank's share of ``indices``: every world_size-th, starting at its rank.
 
@@ -69,6 +79,33 @@ def shard(indices, context):
     a metric summed over the shards counts each validation image exactly once.
     """
     return list(indices)[context.rank::context.world_size]
+
+
+def make_loaders(train_set, test_set, batch_size, context, *, seed, num_workers=0,
+                 pin_memory=False):
+    """The training loader (shuffled each epoch) and the validation loader.
+
+    ``batch_size`` is the global batch: under torchrun each process takes
+    batch_size / world_size images of it, and its own share of the
+    validation images.
+    """
+    if batch_size % context.world_size:
+        raise DataError(f"BATCH_SIZE {batch_size} is the global batch and must be "
+                        f"a multiple of the {context.world_size} processes")
+    options = {"num_workers": num_workers, "pin_memory": pin_memory}
+    batch_size //= context.world_size
+    if context.distributed:
+        sampler = DistributedSampler(train_set, context.world_size, context.rank, shuffle=True,
+                                     seed=seed)
+        train_loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, **options)
+        test_set = Subset(test_set, shard(range(len(test_set)), context))
+    else:
+        generator = torch.Generator().manual_seed(seed)
+        train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True,
+                                  generator=generator, **options)
+    # no gradients to keep during validation, so larger batches fit
+    test_loader = DataLoader(test_set, batch_size=batch_size * 2, **options)
+    return train_loader, test_loader
 
 
 def wrap_model(model, context, sync_batchnorm):

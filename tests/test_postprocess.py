@@ -1,5 +1,4 @@
 """From probabilities to masks: minimum area, blank images, the tuning."""
-import pytest
 import torch
 
 from pyimagesearch.postprocess import cross_fitted_score, is_blank, to_masks, tune
