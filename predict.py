@@ -53,8 +53,9 @@ def plot_test_predictions(settings, model, arguments, device, rules, options):
         show_open_figures()
 
 
-def evaluate_test_split(settings, model, arguments, device, rules, options):
-    """Metrics of the model on the test split, at each image's original size."""
+def evaluate_test_split(settings, model, arguments, device, rules, options, scores_out=None):
+    """Metrics of the model on the test split, at each image's original size;
+    with ``scores_out`` also each image's metrics, as CSV."""
     pairs = read_test_pairs(settings.TEST_PATHS)
     per_image = {name: [] for name in METRICS}
     predictions = segment_files(model, arguments, [image for image, _ in pairs], device,
@@ -71,6 +72,12 @@ def evaluate_test_split(settings, model, arguments, device, rules, options):
     print(f"[INFO] {len(scores)} test images at their original size: mean IoU {means['iou']:.4f}  "
           f"mean Dice {means['dice']:.4f}  competition score {means['score']:.4f} "
           f"(+- {standard_error:.4f} standard error over images)")
+    if scores_out:
+        ids = [os.path.splitext(os.path.basename(image))[0] for image, _ in pairs]
+        write_csv(scores_out, [{"id": name, **{metric: values[i] for metric, values
+                                               in per_image.items()}}
+                               for i, name in enumerate(ids)])
+        print(f"[INFO] wrote each image's metrics to {scores_out}")
     return means
 
 
@@ -119,10 +126,15 @@ def main(argv=None):
     parser.add_argument("--evaluate", action="store_true",
                         help="print IoU, Dice and competition score on the test split "
                              "(TEST_PATHS), at the images' original size")
+    parser.add_argument("--scores-out", metavar="FILE.csv",
+                        help="with --evaluate: write each image's IoU, Dice and score, "
+                             "for `python -m pyimagesearch.compare`")
     args = parser.parse_args(argv)
     settings = settings_from_args(args, parser)
     if bool(args.input) != bool(args.masks_out or args.submission):
         parser.error("--input goes with --masks-out and/or --submission")
+    if args.scores_out and not args.evaluate:
+        parser.error("--scores-out goes with --evaluate")
     device = torch.device(settings.DEVICE)
     reuse_freed_memory()
     try:
@@ -134,7 +146,8 @@ def main(argv=None):
         options = {"batch_size": settings.BATCH_SIZE * 2, "channels_last": settings.CHANNELS_LAST,
                    "dtype": autocast_dtype(device, settings.PRECISION)}
         if args.evaluate:
-            evaluate_test_split(settings, model, arguments, device, rules, options)
+            evaluate_test_split(settings, model, arguments, device, rules, options,
+                                args.scores_out)
         elif args.input:
             predict_folder(model, arguments, device, rules, options, args.input,
                            args.masks_out, args.submission)

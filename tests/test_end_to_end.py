@@ -63,6 +63,19 @@ def test_learning_works_on_the_generated_data(trained, capsys):
     assert iou > 0.8, line
 
 
+def test_scores_out_holds_each_test_image_and_their_mean(trained, tmp_path, capsys):
+    _, output = trained
+    scores = str(tmp_path / "scores.csv")
+    predict.main(["--base-output", output, "--evaluate", "--scores-out", scores, *SMALL])
+    printed = float(capsys.readouterr().out.split("competition score")[1].split()[0])
+    with open(scores) as handle:
+        rows = list(csv.DictReader(handle))
+    with open(os.path.join(output, "test_paths.txt")) as handle:
+        test_ids = {os.path.splitext(os.path.basename(line.split("\t")[0]))[0] for line in handle}
+    assert {row["id"] for row in rows} == test_ids and len(rows) == len(test_ids)
+    assert np.mean([float(row["score"]) for row in rows]) == pytest.approx(printed, abs=1e-4)
+
+
 def test_predict_plots_ten_distinct_test_images(trained):
     _, output = trained
     predict.main(["--base-output", output, *SMALL])
