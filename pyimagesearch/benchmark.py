@@ -226,6 +226,8 @@ def main(argv=None):
                              "thread each (default: one per core; 1 skips it)")
     parser.add_argument("--way", choices=("tutorial", "pipeline"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.processes < 1 or BATCH_SIZE % args.processes:
+        parser.error(f"--processes must divide the batch of {BATCH_SIZE} images evenly")
     if args.way:
         result = measure(args.way, args.dataset_path, args.limit, args.precision)
         if result["main"]:
