@@ -221,9 +221,9 @@ def main(argv=None):
                         help="use only the first N pairs (0: all)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
                         help="the pipeline's precision")
-    parser.add_argument("--processes", type=int, default=os.cpu_count(),
+    parser.add_argument("--processes", type=int, default=min(2, os.cpu_count() or 1),
                         help="also run the pipeline as this many torchrun processes of one "
-                             "thread each (default: one per core; 1 skips it)")
+                             "thread each (default 2 where there are 2 cores; 1 skips it)")
     parser.add_argument("--way", choices=("tutorial", "pipeline"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.processes < 1 or BATCH_SIZE % args.processes:
