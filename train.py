@@ -29,7 +29,7 @@ from pyimagesearch.dataset import (DataError, SegmentationDataset, list_image_fi
                                    pair_image_mask_paths)
 from pyimagesearch.engine import (TrainingDiverged, autocast_dtype, collect_probabilities,
                                   evaluate, prepare_model, reuse_freed_memory,
-                                  train_one_epoch)
+                                  train_one_epoch, weight_average)
 from pyimagesearch.files import OutputError, ensure_folder, write_csv, write_text
 from pyimagesearch.losses import CombinedLoss
 from pyimagesearch.metrics import competition_score_per_image
@@ -156,6 +156,10 @@ def train(settings, context, resume=False):
     if context.distributed and settings.BATCH_NORM and device.type != "cuda":
         print("[INFO] batch normalisation uses each process's share of the batch: "
               "SYNC_BATCHNORM works on GPUs only")
+    # with EMA_DECAY the average is what is validated and saved; the training
+    # checkpoint keeps both, so that --resume continues each
+    average = weight_average(model, settings.EMA_DECAY)
+    evaluated = average.module if average is not None else model
     lossFunc = CombinedLoss(settings.LOSS)
     opt = build_optimizer(settings, unet.parameters())
     scheduler = build_scheduler(settings, opt, len(trainLoader))
@@ -174,6 +178,11 @@ def train(settings, context, resume=False):
             scaler.load_state_dict(state["scaler"])
         if scheduler is not None and state.get("scheduler") is not None:
             scheduler.load_state_dict(state["scheduler"])
+        if average is not None:
+            if state.get("average") is None:
+                raise CheckpointError(f"{settings.CHECKPOINT_PATH} was trained without "
+                                      f"EMA_DECAY; resume with --ema-decay 0 or start afresh")
+            average.load_state_dict(state["average"])
         restore_rng(state, shuffle_generator)
         history, best_score, first_epoch = state["history"], state["best_score"], state["epoch"] + 1
         print(f"[INFO] resuming after epoch {state['epoch']} from {settings.CHECKPOINT_PATH}")
@@ -198,9 +207,10 @@ def train(settings, context, resume=False):
         if context.distributed:
             trainLoader.sampler.set_epoch(epoch)
         train_loss = train_one_epoch(unet, trainLoader, lossFunc, opt, device, scaler=scaler,
-                                     scheduler=scheduler, reduce_sum=reduce_sum, **fast, **bars)
-        distributed.share_buffers(model, context)
-        totals = evaluate(model, testLoader, lossFunc, device, settings.THRESHOLD,
+                                     scheduler=scheduler, average=average,
+                                     reduce_sum=reduce_sum, **fast, **bars)
+        distributed.share_buffers(evaluated, context)
+        totals = evaluate(evaluated, testLoader, lossFunc, device, settings.THRESHOLD,
                           tta=settings.TTA, **fast, **bars)
         reduce_sum(totals.sums)
         val = totals.means()
@@ -220,15 +230,15 @@ def train(settings, context, resume=False):
             # resumed from it finds every other file of its epoch already written
             metadata = {"epoch": epoch, "metrics": val, "settings": _plain(settings),
                         "prediction": prediction}
-            save_model(settings.LAST_MODEL_PATH, model, arguments, **metadata)
+            save_model(settings.LAST_MODEL_PATH, evaluated, arguments, **metadata)
             if improved:
-                save_model(settings.MODEL_PATH, model, arguments, **metadata)
+                save_model(settings.MODEL_PATH, evaluated, arguments, **metadata)
             write_csv(settings.HISTORY_PATH, history)
             plot_history(history, settings.PLOT_PATH)
             save_training_state(settings.CHECKPOINT_PATH, model=model, optimizer=opt,
                                 arguments=arguments, epoch=epoch, history=history,
                                 best_score=best_score, loader_generator=shuffle_generator,
-                                scaler=scaler, scheduler=scheduler)
+                                scaler=scaler, scheduler=scheduler, average=average)
     if not distributed.replicas_identical(model, context):
         raise TrainingDiverged("the processes ended with different weights; "
                                "this is a bug, please report it")

@@ -56,6 +56,10 @@ LOSS = "bce"
 # random flips, zooms and brightness/contrast changes of the training samples
 AUGMENT = False
 NUM_EPOCHS = 40
+# above 0, the weights validated and saved are an exponential moving average
+# of the training weights, updated after every batch with this decay (0.999
+# weighs roughly the last 1,000 batches); 0 saves the weights as trained
+EMA_DECAY = 0.0
 # the global batch: under torchrun it is split evenly over the processes
 BATCH_SIZE = 64
 SEED = 42

@@ -6,6 +6,7 @@ import ctypes.util
 import math
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from pyimagesearch.metrics import MetricTotals
@@ -65,6 +66,14 @@ def prepare_model(model, device, channels_last):
     return model
 
 
+def weight_average(model, decay):
+    """An exponential moving average of ``model``'s weights and batch-norm
+    statistics, updated by ``train_one_epoch``; None when ``decay`` is 0."""
+    if not decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def _images_to_device(images, device, channels_last):
     # non_blocking lets the copy of a pinned batch overlap the GPU's work
     images = images.to(device, non_blocking=True)
@@ -87,11 +96,12 @@ def _forward(model, images, tta):
 
 
 def train_one_epoch(model, loader, loss_fn, optimizer, device, *, dtype=None,
-                    channels_last=False, scaler=None, scheduler=None, description="train",
-                    reduce_sum=None):
+                    channels_last=False, scaler=None, scheduler=None, average=None,
+                    description="train", reduce_sum=None):
     """One pass over ``loader``; returns the mean loss per image.
 
-    ``scheduler`` (optional) steps after every batch.
+    ``scheduler`` (optional) steps after every batch, and so does ``average``
+    (from ``weight_average``), which follows the weights of the bare model.
 
     The loss of each batch is weighted by its size, so a short last batch
     counts for what it holds, and only detached values are summed so no
@@ -99,6 +109,7 @@ def train_one_epoch(model, loader, loss_fn, optimizer, device, *, dtype=None,
     processes in distributed training, making the mean that of all images.
     """
     model.train()
+    bare_model = getattr(model, "module", model)  # DistributedDataParallel's
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     count = 0
     for images, masks in tqdm(loader, desc=description, leave=False,
@@ -117,6 +128,8 @@ def train_one_epoch(model, loader, loss_fn, optimizer, device, *, dtype=None,
             optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if average is not None:
+            average.update_parameters(bare_model)
         loss_sum += loss.detach().double() * len(images)
         count += len(images)
     totals = torch.stack([loss_sum, torch.tensor(float(count), dtype=torch.float64, device=device)])

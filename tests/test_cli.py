@@ -49,6 +49,7 @@ def test_overrides_do_not_leak_into_the_config_module():
     (["--threshold", "0"], "THRESHOLD"),
     (["--num-channels", "2"], "NUM_CHANNELS"),
     (["--model-variant", "big"], "MODEL_VARIANT"),
+    (["--ema-decay", "1"], "EMA_DECAY"),
     (["--batch-size", "many"], "invalid int"),
     (["--channels-last", "maybe"], "true or false"),
     (["--no-such-flag", "1"], "unrecognized arguments"),

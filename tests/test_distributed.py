@@ -1,5 +1,5 @@
 """train.py under torchrun: two CPU processes (Gloo) on generated data, with
-batch normalisation, as the salt preset trains."""
+batch normalisation and a weight average, as the salt preset trains."""
 import csv
 import os
 import signal
@@ -18,7 +18,7 @@ from pyimagesearch.engine import evaluate
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--input-image-width", "32", "--input-image-height", "32", "--num-levels", "2",
-        "--batch-size", "16", "--batch-norm", "true"]
+        "--batch-size", "16", "--batch-norm", "true", "--ema-decay", "0.9"]
 
 
 def torchrun(*argv):

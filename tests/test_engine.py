@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from pyimagesearch.engine import TrainingDiverged, evaluate, predict_logits, train_one_epoch
+from pyimagesearch.engine import (TrainingDiverged, evaluate, predict_logits, train_one_epoch,
+                                  weight_average)
 from pyimagesearch.model import UNet, unet_arguments
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -112,6 +113,33 @@ def test_a_scheduler_steps_once_per_batch(data):
     train_one_epoch(net, DataLoader(data, batch_size=3), torch.nn.BCEWithLogitsLoss(),
                     optimizer, "cpu", scheduler=scheduler, description=None)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1 / 4)  # 3 batches
+
+
+
+def test_the_weight_average_follows_every_step_with_its_decay(data):
+    # the average starts as the weights after the first step, then moves a
+    # quarter of the way (decay 0.75) towards the weights after each later
+    # step; batch-norm running statistics are averaged alike
+    torch.manual_seed(1)
+    net = UNet(**unet_arguments(1, 1, 2, 4, (32, 32), "aligned", True))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    after_each_step = []
+    optimizer.register_step_post_hook(lambda *_: after_each_step.append(
+        {name: value.detach().clone() for name, value in net.state_dict().items()}))
+    average = weight_average(net, 0.75)
+    train_one_epoch(net, DataLoader(data, batch_size=3), torch.nn.BCEWithLogitsLoss(),
+                    optimizer, "cpu", average=average, description=None)
+    assert len(after_each_step) == 3
+    first, second, third = after_each_step
+    averaged = average.module.state_dict()
+    for name in ("encoder.encBlocks.0.conv1.weight", "encoder.encBlocks.0.norm1.running_mean"):
+        expected = 0.75 * (0.75 * first[name] + 0.25 * second[name]) + 0.25 * third[name]
+        assert torch.allclose(averaged[name], expected, atol=1e-6)
+        assert not torch.allclose(averaged[name], third[name], atol=1e-4)
+
+
+def test_no_decay_means_no_average():
+    assert weight_average(model(), 0) is None
 
 
 FAULT_COUNTER = """

@@ -21,8 +21,11 @@ def last_weights(output):
     return model.state_dict()
 
 
-def test_resumed_run_equals_uninterrupted_run(tmp_path, synthetic_folder, monkeypatch, capsys):
-    common = ["--dataset-path", synthetic_folder, "--num-epochs", "3", *TINY]
+@pytest.mark.parametrize("ema_decay", ["0", "0.9"])
+def test_resumed_run_equals_uninterrupted_run(tmp_path, synthetic_folder, monkeypatch, capsys,
+                                              ema_decay):
+    common = ["--dataset-path", synthetic_folder, "--num-epochs", "3", *TINY,
+              "--ema-decay", ema_decay]
     train.main([*common, "--base-output", str(tmp_path / "straight")])
 
     # interrupt during the third epoch, as Ctrl-C would
@@ -57,6 +60,25 @@ def test_resume_refuses_a_checkpoint_of_another_network(tmp_path, synthetic_fold
     with pytest.raises(SystemExit) as exit_info:
         train.main([*common, "--num-epochs", "2", "--base-filters", "8", "--resume"])
     assert "another network" in str(exit_info.value.code)
+
+
+def test_with_ema_decay_the_average_is_saved_and_resumed(tmp_path, synthetic_folder):
+    common = ["--dataset-path", synthetic_folder, "--base-output", str(tmp_path), *TINY]
+    train.main([*common, "--num-epochs", "1", "--ema-decay", "0.9"])
+    state = torch.load(tmp_path / "checkpoint.pth", weights_only=True)
+    saved = last_weights(str(tmp_path))
+    averaged = {name.removeprefix("module."): value for name, value in state["average"].items()}
+    name = "encoder.encBlocks.0.conv1.weight"
+    assert torch.equal(saved[name], averaged[name])
+    assert not torch.allclose(saved[name], state["model"][name], atol=1e-5)
+
+
+def test_resuming_with_an_average_over_a_run_without_one_says_so(tmp_path, synthetic_folder):
+    common = ["--dataset-path", synthetic_folder, "--base-output", str(tmp_path), *TINY]
+    train.main([*common, "--num-epochs", "1"])
+    with pytest.raises(SystemExit) as exit_info:
+        train.main([*common, "--num-epochs", "2", "--ema-decay", "0.9", "--resume"])
+    assert "--ema-decay 0" in str(exit_info.value.code)
 
 
 def test_resume_without_a_checkpoint_says_so(tmp_path, synthetic_folder):
