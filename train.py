@@ -156,6 +156,12 @@ def train(settings, context, resume=False):
     if context.distributed and settings.BATCH_NORM and device.type != "cuda":
         print("[INFO] batch normalisation uses each process's share of the batch: "
               "SYNC_BATCHNORM works on GPUs only")
+    whole_batch_parts = [name for name, used in (("batch norm", settings.BATCH_NORM),
+                                                 ("the Dice loss", "dice" in settings.LOSS))
+                         if used]
+    if settings.MICRO_BATCH_SIZE and whole_batch_parts:
+        print(f"[INFO] with MICRO_BATCH_SIZE {settings.MICRO_BATCH_SIZE}, "
+              f"{' and '.join(whole_batch_parts)} see each piece of the batch on its own")
     # with EMA_DECAY the average is what is validated and saved; the training
     # checkpoint keeps both, so that --resume continues each
     average = weight_average(model, settings.EMA_DECAY)
@@ -208,6 +214,7 @@ def train(settings, context, resume=False):
             trainLoader.sampler.set_epoch(epoch)
         train_loss = train_one_epoch(unet, trainLoader, lossFunc, opt, device, scaler=scaler,
                                      scheduler=scheduler, average=average,
+                                     micro_batch=settings.MICRO_BATCH_SIZE,
                                      reduce_sum=reduce_sum, **fast, **bars)
         distributed.share_buffers(evaluated, context)
         totals = evaluate(evaluated, testLoader, lossFunc, device, settings.THRESHOLD,

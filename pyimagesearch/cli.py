@@ -49,6 +49,7 @@ _CHECKS = {
     "INPUT_IMAGE_WIDTH": (lambda v: v >= 8, "at least 8 pixels"),
     "INPUT_IMAGE_HEIGHT": (lambda v: v >= 8, "at least 8 pixels"),
     "NUM_WORKERS": (lambda v: v >= 0, "a whole number >= 0"),
+    "MICRO_BATCH_SIZE": (lambda v: v >= 0, "0 (whole batches) or a whole number of images"),
     "NUM_PREDICTIONS": (_is_positive, "a whole number >= 1"),
     "SYNTHETIC_NUM_IMAGES": (lambda v: v >= 10, "at least 10"),
     "MODEL_VARIANT": (lambda v: v in ("aligned", "tutorial"), "'aligned' or 'tutorial'"),

@@ -81,6 +81,11 @@ TUNE_THRESHOLD = False
 TTA = False
 
 # --- speed ----------------------------------------------------------------
+# above 0, each batch goes through the network in pieces of this many images
+# whose gradients add up to the batch's (gradient accumulation): the memory of
+# a small batch with the step of a large one. Exact for the "bce" and "lovasz"
+# losses without batch norm; with batch norm each piece has its own statistics
+MICRO_BATCH_SIZE = 0
 # NHWC memory layout: about twice the convolution speed on CPUs, and uses
 # the tensor cores' preferred layout on CUDA
 CHANNELS_LAST = True

@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from pyimagesearch.engine import (TrainingDiverged, evaluate, predict_logits, train_one_epoch,
                                   weight_average)
+from pyimagesearch.losses import CombinedLoss
 from pyimagesearch.model import UNet, unet_arguments
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -116,24 +117,44 @@ def test_a_scheduler_steps_once_per_batch(data):
 
 
 
-def test_the_weight_average_follows_every_step_with_its_decay(data):
-    # the average starts as the weights after the first step, then moves a
-    # quarter of the way (decay 0.75) towards the weights after each later
-    # step; batch-norm running statistics are averaged alike
+@pytest.mark.parametrize("loss_name", ["bce", "bce+lovasz"])
+def test_micro_batches_take_the_step_of_the_whole_batch(data, loss_name):
+    # 7 images in batches of 4 (4 + 3), passed in pieces of 3 (3 + 1, then 3)
+    results = []
+    for micro_batch in (0, 3):
+        net = model()
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+        loss = train_one_epoch(net, DataLoader(data, batch_size=4), CombinedLoss(loss_name),
+                               optimizer, "cpu", micro_batch=micro_batch, description=None)
+        results.append((loss, net.state_dict()))
+    (whole_loss, whole), (pieces_loss, pieces) = results
+    assert pieces_loss == pytest.approx(whole_loss, rel=1e-6)
+    assert all(torch.allclose(whole[name], pieces[name], atol=1e-6) for name in whole)
+    assert not torch.allclose(whole["head.weight"], model().state_dict()["head.weight"])
+
+
+# (decay, the decays of the second and third steps): min(decay, (1 + n) / (10 + n))
+# after n updates, 2/11 and 3/12 when the decay is larger than that
+@pytest.mark.parametrize("decay, decays", [(0.99, (2 / 11, 3 / 12)), (0.1, (0.1, 0.1))])
+def test_the_weight_average_follows_every_step_with_its_decay(data, decay, decays):
+    # the average starts as the weights after the first step; batch-norm
+    # running statistics are averaged alike
     torch.manual_seed(1)
     net = UNet(**unet_arguments(1, 1, 2, 4, (32, 32), "aligned", True))
     optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
     after_each_step = []
     optimizer.register_step_post_hook(lambda *_: after_each_step.append(
         {name: value.detach().clone() for name, value in net.state_dict().items()}))
-    average = weight_average(net, 0.75)
+    average = weight_average(net, decay)
     train_one_epoch(net, DataLoader(data, batch_size=3), torch.nn.BCEWithLogitsLoss(),
                     optimizer, "cpu", average=average, description=None)
     assert len(after_each_step) == 3
     first, second, third = after_each_step
     averaged = average.module.state_dict()
     for name in ("encoder.encBlocks.0.conv1.weight", "encoder.encBlocks.0.norm1.running_mean"):
-        expected = 0.75 * (0.75 * first[name] + 0.25 * second[name]) + 0.25 * third[name]
+        expected = first[name]
+        for step_decay, weights in zip(decays, (second[name], third[name])):
+            expected = step_decay * expected + (1 - step_decay) * weights
         assert torch.allclose(averaged[name], expected, atol=1e-6)
         assert not torch.allclose(averaged[name], third[name], atol=1e-4)
 
@@ -146,6 +167,7 @@ FAULT_COUNTER = """
 import resource, sys
 import torch
 from pyimagesearch.engine import reuse_freed_memory
+from pyimagesearch.losses import CombinedLoss
 from pyimagesearch.model import UNet, unet_arguments
 if sys.argv[1] == "reuse" and not reuse_freed_memory():
     sys.exit(3)
