@@ -143,7 +143,7 @@ def main(argv=None):
         rules = prediction_rules(settings, metadata)
         print(f"[INFO] threshold {rules['threshold']}, minimum salt area {rules['min_area']} px, "
               f"test-time flips {'on' if rules['tta'] else 'off'}")
-        options = {"batch_size": settings.BATCH_SIZE * 2, "channels_last": settings.CHANNELS_LAST,
+        options = {"batch_size": settings.EVAL_BATCH_SIZE, "channels_last": settings.CHANNELS_LAST,
                    "dtype": autocast_dtype(device, settings.PRECISION)}
         if args.evaluate:
             evaluate_test_split(settings, model, arguments, device, rules, options,

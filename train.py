@@ -143,6 +143,7 @@ def train(settings, context, resume=False):
     trainDS, testDS = read_split(settings, context)
     trainLoader, testLoader = distributed.make_loaders(
         trainDS, testDS, settings.BATCH_SIZE, context, seed=settings.SEED,
+        eval_batch_size=settings.EVAL_BATCH_SIZE,
         num_workers=settings.NUM_WORKERS, pin_memory=settings.PIN_MEMORY)
     # the generator that orders a single process's batches; a distributed
     # sampler orders them from SEED and the epoch number instead
@@ -263,7 +264,7 @@ def tune_prediction(settings, testDS, device, fast):
     images and store them in its file, where predict.py finds them."""
     best_model, arguments, metadata = load_model(settings.MODEL_PATH, device)
     best_model = prepare_model(best_model, device, settings.CHANNELS_LAST)
-    loader = DataLoader(testDS, batch_size=settings.BATCH_SIZE * 2)
+    loader = DataLoader(testDS, batch_size=settings.EVAL_BATCH_SIZE)
     probabilities, targets, images = collect_probabilities(
         best_model, loader, device, tta=settings.TTA, **fast)
     blank = is_blank(images)

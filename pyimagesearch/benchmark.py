@@ -10,8 +10,9 @@ images; each runs in fresh processes so that its peak memory is its own.
   every epoch, by os.cpu_count() DataLoader workers, 3-channel NCHW fp32 model,
   the epoch loss summed with its autograd graphs, prediction one image at a time.
 - "pipeline": this project's path: the dataset decoded once into memory,
-  channels_last, the PRECISION setting, inference_mode, batched prediction,
-  freed memory kept for the next batch.
+  channels_last, the PRECISION setting, inference_mode, prediction in
+  batches of EVAL_BATCH_SIZE, training batches passed in pieces of
+  MICRO_BATCH_SIZE (config.py's), freed memory kept for the next batch.
 - "pipeline xN proc": the same under torchrun, one single-threaded process per
   core, as `torchrun --nproc_per_node N train.py` trains.
 
@@ -35,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
 
-from pyimagesearch import distributed
+from pyimagesearch import config, distributed
 from pyimagesearch.dataset import SegmentationDataset, pair_image_mask_paths
 from pyimagesearch.engine import (autocast_dtype, evaluate, prepare_model,
                                   reuse_freed_memory, train_one_epoch)
@@ -144,7 +145,8 @@ def run_tutorial_way(train_images, test_images, train_masks, test_masks):
     return model, 3, None, train_seconds, epoch_seconds, predict_seconds, 0.0
 
 
-def run_pipeline_way(train_images, test_images, train_masks, test_masks, precision):
+def run_pipeline_way(train_images, test_images, train_masks, test_masks, precision,
+                     micro_batch):
     """This pipeline's way; under torchrun each process takes its share of the
     work, and the times are those of the slowest process."""
     reuse_freed_memory()
@@ -162,13 +164,14 @@ def run_pipeline_way(train_images, test_images, train_masks, test_masks, precisi
     loss_fn = torch.nn.BCEWithLogitsLoss()
     optimizer = torch.optim.Adam(unet.parameters(), lr=0.001)
     fast = {"dtype": dtype, "channels_last": True, "description": None}
-    train_loader, test_loader = distributed.make_loaders(train_set, test_set, BATCH_SIZE,
-                                                         context, seed=0)
+    train_loader, test_loader = distributed.make_loaders(
+        train_set, test_set, BATCH_SIZE, context, seed=0,
+        eval_batch_size=config.EVAL_BATCH_SIZE)
     reduce_sum = functools.partial(distributed.all_reduce_sum, context=context)
     distributed.barrier(context)
     started = time.perf_counter()
     train_one_epoch(unet, train_loader, loss_fn, optimizer, device, reduce_sum=reduce_sum,
-                    **fast)
+                    micro_batch=micro_batch, **fast)
     train_seconds = time.perf_counter() - started
     reduce_sum(evaluate(model, test_loader, loss_fn, device, 0.5, **fast).sums)
     epoch_seconds = time.perf_counter() - started
@@ -177,7 +180,7 @@ def run_pipeline_way(train_images, test_images, train_masks, test_masks, precisi
     started = time.perf_counter()
     for _ in segment_files(model, arguments, distributed.shard(test_images, context), device,
                            {"threshold": 0.5, "min_area": 0, "tta": False},
-                           batch_size=BATCH_SIZE * 2, dtype=dtype, channels_last=True):
+                           batch_size=config.EVAL_BATCH_SIZE, dtype=dtype, channels_last=True):
         pass
     distributed.barrier(context)
     predict_seconds = time.perf_counter() - started
@@ -185,12 +188,12 @@ def run_pipeline_way(train_images, test_images, train_masks, test_masks, precisi
             context)
 
 
-def measure(way, dataset_path, limit, precision):
+def measure(way, dataset_path, limit, precision, micro_batch):
     parts = split(dataset_path, limit)
     if way == "tutorial":
         outcome = run_tutorial_way(*parts) + (distributed.Context(),)
     else:
-        outcome = run_pipeline_way(*parts, precision)
+        outcome = run_pipeline_way(*parts, precision, micro_batch)
     model, channels, dtype, train_s, epoch_s, predict_s, decode_s, context = outcome
     # the slowest process sets the pace; the memory of all of them is the machine's
     times = distributed.all_reduce_max(torch.tensor([train_s, epoch_s, predict_s]), context)
@@ -224,19 +227,27 @@ def main(argv=None):
     parser.add_argument("--processes", type=int, default=min(2, os.cpu_count() or 1),
                         help="also run the pipeline as this many torchrun processes of one "
                              "thread each (default 2 where there are 2 cores; 1 skips it)")
+    parser.add_argument("--micro-batch", type=int, default=config.MICRO_BATCH_SIZE,
+                        help=f"the pipeline's MICRO_BATCH_SIZE: pieces of this many images "
+                             f"per pass (0: whole batches; default {config.MICRO_BATCH_SIZE}, "
+                             f"as config.py)")
     parser.add_argument("--way", choices=("tutorial", "pipeline"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.processes < 1 or BATCH_SIZE % args.processes:
         parser.error(f"--processes must divide the batch of {BATCH_SIZE} images evenly")
+    if args.micro_batch < 0:
+        parser.error("--micro-batch must be 0 (whole batches) or a number of images")
     if args.way:
-        result = measure(args.way, args.dataset_path, args.limit, args.precision)
+        result = measure(args.way, args.dataset_path, args.limit, args.precision,
+                         args.micro_batch)
         if result["main"]:
             print(json.dumps(result))
         return
 
     peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     module = ["-m", "pyimagesearch.benchmark", "--dataset-path", args.dataset_path,
-              "--limit", str(args.limit), "--precision", args.precision]
+              "--limit", str(args.limit), "--precision", args.precision,
+              "--micro-batch", str(args.micro_batch)]
     launches = [[sys.executable, *module, "--way", "tutorial"],
                 [sys.executable, *module, "--way", "pipeline"]]
     if args.processes > 1:
@@ -250,8 +261,9 @@ def main(argv=None):
           f"{torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}; matrix-multiply peak "
           f"{peak['fp32']:.1f} GFLOP/s fp32, {peak['bf16']:.1f} GFLOP/s bf16")
+    pieces = f", passed in pieces of {args.micro_batch}" if args.micro_batch else ""
     print(f"data: {results[0]['train_images']} training + {results[0]['test_images']} "
-          f"validation images at {SIZE[0]}x{SIZE[1]}, batch {BATCH_SIZE}")
+          f"validation images at {SIZE[0]}x{SIZE[1]}, batch {BATCH_SIZE}{pieces} in the pipeline")
     header = (f"{'way':<22}{'prec':>6}{'s/epoch':>9}{'train img/s':>13}{'predict img/s':>15}"
               f"{'peak RSS MB':>13}{'GFLOP/s':>9}{'of peak':>9}")
     print(header)

@@ -42,6 +42,7 @@ _CHECKS = {
     "INIT_LR": (lambda v: v > 0, "a positive learning rate, e.g. 0.001"),
     "NUM_EPOCHS": (_is_positive, "a whole number >= 1"),
     "BATCH_SIZE": (_is_positive, "a whole number >= 1"),
+    "EVAL_BATCH_SIZE": (_is_positive, "a whole number >= 1"),
     "NUM_LEVELS": (_is_positive, "a whole number >= 1"),
     "BASE_FILTERS": (_is_positive, "a whole number >= 1"),
     "NUM_CLASSES": (lambda v: v == 1, "1 (binary salt / not-salt segmentation)"),

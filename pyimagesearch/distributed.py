@@ -81,13 +81,13 @@ def shard(indices, context):
     return list(indices)[context.rank::context.world_size]
 
 
-def make_loaders(train_set, test_set, batch_size, context, *, seed, num_workers=0,
-                 pin_memory=False):
+def make_loaders(train_set, test_set, batch_size, context, *, seed, eval_batch_size,
+                 num_workers=0, pin_memory=False):
     """The training loader (shuffled each epoch) and the validation loader.
 
     ``batch_size`` is the global batch: under torchrun each process takes
     batch_size / world_size images of it, and its own share of the
-    validation images.
+    validation images, ``eval_batch_size`` at a time.
     """
     if batch_size % context.world_size:
         raise DataError(f"BATCH_SIZE {batch_size} is the global batch and must be "
@@ -103,8 +103,7 @@ def make_loaders(train_set, test_set, batch_size, context, *, seed, num_workers=
         generator = torch.Generator().manual_seed(seed)
         train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True,
                                   generator=generator, **options)
-    # no gradients to keep during validation, so larger batches fit
-    test_loader = DataLoader(test_set, batch_size=batch_size * 2, **options)
+    test_loader = DataLoader(test_set, batch_size=eval_batch_size, **options)
     return train_loader, test_loader
 
 

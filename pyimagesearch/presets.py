@@ -24,6 +24,8 @@ PRESETS = {
         "WEIGHT_DECAY": 0.0001,
         "LR_SCHEDULE": "cosine",
         "BATCH_SIZE": 32,
+        # batch norm over the whole batch, as the preset was measured
+        "MICRO_BATCH_SIZE": 0,
         # fills most of an hour on 2 CPU cores trained the fast way there,
         # `torchrun --standalone --nproc_per_node 2` (README "Accuracy")
         "NUM_EPOCHS": 90,
