@@ -157,12 +157,12 @@ def train(settings, context, resume=False):
     if context.distributed and settings.BATCH_NORM and device.type != "cuda":
         print("[INFO] batch normalisation uses each process's share of the batch: "
               "SYNC_BATCHNORM works on GPUs only")
-    whole_batch_parts = [name for name, used in (("batch norm", settings.BATCH_NORM),
-                                                 ("the Dice loss", "dice" in settings.LOSS))
-                         if used]
-    if settings.MICRO_BATCH_SIZE and whole_batch_parts:
-        print(f"[INFO] with MICRO_BATCH_SIZE {settings.MICRO_BATCH_SIZE}, "
-              f"{' and '.join(whole_batch_parts)} see each piece of the batch on its own")
+    per_piece = [effect for effect, applies in (
+        ("batch norm normalises each piece on its own", settings.BATCH_NORM),
+        ("the Dice loss is computed per piece", "dice" in settings.LOSS)) if applies]
+    if 0 < settings.MICRO_BATCH_SIZE < settings.BATCH_SIZE // context.world_size and per_piece:
+        print(f"[INFO] batches pass in pieces of {settings.MICRO_BATCH_SIZE} images "
+              f"(MICRO_BATCH_SIZE): {'; '.join(per_piece)}")
     # with EMA_DECAY the average is what is validated and saved; the training
     # checkpoint keeps both, so that --resume continues each
     average = weight_average(model, settings.EMA_DECAY)

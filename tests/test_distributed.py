@@ -1,5 +1,6 @@
 """train.py under torchrun: two CPU processes (Gloo) on generated data, with
-batch normalisation and a weight average, as the salt preset trains."""
+batch normalisation and a weight average, each process's batch of 8 in pieces of 4
+(gradients synchronised once per batch)."""
 import csv
 import os
 import signal
@@ -18,7 +19,8 @@ from pyimagesearch.engine import evaluate
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--input-image-width", "32", "--input-image-height", "32", "--num-levels", "2",
-        "--batch-size", "16", "--batch-norm", "true", "--ema-decay", "0.9"]
+        "--batch-size", "16", "--batch-norm", "true", "--ema-decay", "0.9",
+        "--micro-batch-size", "4"]
 
 
 def torchrun(*argv):
@@ -47,6 +49,11 @@ def test_batch_norm_runs_per_process_on_cpus(distributed_run):
     # PyTorch's SyncBatchNorm refuses CPU modules: asking for it must not stop the run
     _, result = distributed_run
     assert "each process's share of the batch" in result.stdout
+
+
+def test_batch_norm_in_pieces_is_announced(distributed_run):
+    _, result = distributed_run
+    assert "pieces of 4 images (MICRO_BATCH_SIZE): batch norm normalises" in result.stdout
 
 
 def test_files_are_written_once(distributed_run):
