@@ -82,11 +82,12 @@ def weight_average(model, decay):
 
     @torch.no_grad()
     def update(averaged, current, num_averaged):
-        n = num_averaged.item()
-        weight = 1 - min(decay, (1 + n) / (10 + n))
+        # kept on the device: reading the count back would stall a GPU every step
+        n = num_averaged.to(torch.float32)
+        weight = 1 - ((1 + n) / (10 + n)).clamp(max=decay)
         for average, value in zip(averaged, current):
             if average.is_floating_point():
-                average.lerp_(value, weight)
+                average.lerp_(value, weight.to(average.dtype))
             else:  # batch norm's count of batches
                 average.copy_(value)
 
@@ -119,11 +120,11 @@ def _accumulate_gradients(model, images, masks, loss_fn, dtype, scaler, micro_ba
     size = micro_batch if 0 < micro_batch < len(images) else len(images)
     pieces = list(zip(images.split(size), masks.split(size)))
     total = torch.zeros((), device=images.device)
+    # DistributedDataParallel averages the gradients over the processes at
+    # every backward pass; once per batch, after its last piece, is enough
+    no_sync = getattr(model, "no_sync", None)
     for index, (piece_images, piece_masks) in enumerate(pieces):
-        # DistributedDataParallel averages the gradients over the processes at
-        # every backward pass; once per batch, after its last piece, is enough
         last = index == len(pieces) - 1
-        no_sync = getattr(model, "no_sync", None)
         with contextlib.nullcontext() if last or no_sync is None else no_sync():
             with _autocast(images.device, dtype):
                 logits = model(piece_images)

@@ -116,7 +116,6 @@ def test_a_scheduler_steps_once_per_batch(data):
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1 / 4)  # 3 batches
 
 
-
 @pytest.mark.parametrize("loss_name", ["bce", "bce+lovasz"])
 def test_micro_batches_take_the_step_of_the_whole_batch(data, loss_name):
     # 7 images in batches of 4 (4 + 3), passed in pieces of 3 (3 + 1, then 3)
@@ -167,7 +166,6 @@ FAULT_COUNTER = """
 import resource, sys
 import torch
 from pyimagesearch.engine import reuse_freed_memory
-from pyimagesearch.losses import CombinedLoss
 from pyimagesearch.model import UNet, unet_arguments
 if sys.argv[1] == "reuse" and not reuse_freed_memory():
     sys.exit(3)
