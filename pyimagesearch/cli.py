@@ -45,6 +45,7 @@ _CHECKS = {
     "EVAL_BATCH_SIZE": (_is_positive, "a whole number >= 1"),
     "NUM_LEVELS": (_is_positive, "a whole number >= 1"),
     "BASE_FILTERS": (_is_positive, "a whole number >= 1"),
+    "BOTTLENECK_FILTERS": (lambda v: v >= 0, "0 (double the level above) or a whole number"),
     "NUM_CLASSES": (lambda v: v == 1, "1 (binary salt / not-salt segmentation)"),
     "NUM_CHANNELS": (lambda v: v in (1, 3), "1 (grayscale) or 3 (RGB)"),
     "INPUT_IMAGE_WIDTH": (lambda v: v >= 8, "at least 8 pixels"),

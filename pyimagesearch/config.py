@@ -37,6 +37,10 @@ NUM_CLASSES = 1
 # number of encoder blocks; the width doubles at each level from BASE_FILTERS
 NUM_LEVELS = 3
 BASE_FILTERS = 16
+# above 0, the width of the deepest level instead of the doubled one. Its maps
+# are the smallest (7x7 for a 101x101 tile at 5 levels), so width there adds
+# weights at little cost in time
+BOTTLENECK_FILTERS = 0
 # "aligned": padded convolutions, output pixel i predicts input pixel i.
 # "tutorial": the tutorial's unpadded network, whose output covers only the
 # centre of the input and is stretched back to full size.

@@ -71,8 +71,10 @@ class Decoder(nn.Module):
         self.channels = channels
         self.upconvs = nn.ModuleList(
             nn.ConvTranspose2d(channels[i], channels[i + 1], 2, 2) for i in range(len(channels) - 1))
+        # each block takes the upsampled map joined to an encoder map of the same
+        # width; with widths that double per level (the tutorial's) that is channels[i]
         self.dec_blocks = nn.ModuleList(
-            Block(channels[i], channels[i + 1], padding, batchNorm)
+            Block(2 * channels[i + 1], channels[i + 1], padding, batchNorm)
             for i in range(len(channels) - 1))
 
     def forward(self, x, encFeatures):
@@ -142,9 +144,11 @@ class UNet(nn.Module):
 
 
 def unet_arguments(num_channels=1, num_classes=1, num_levels=3, base_filters=16,
-                   size=(128, 128), variant="aligned", batch_norm=False):
+                   size=(128, 128), variant="aligned", batch_norm=False, bottleneck_filters=0):
     """The UNet constructor arguments for a configuration; stored with the model."""
     widths = [base_filters * 2 ** level for level in range(num_levels)]
+    if bottleneck_filters:
+        widths[-1] = bottleneck_filters
     return {"encChannels": [num_channels, *widths], "decChannels": widths[::-1],
             "nbClasses": num_classes, "retainDim": True, "outSize": list(size),
             "variant": variant, "batchNorm": batch_norm}
@@ -154,4 +158,5 @@ def arguments_from_settings(settings):
     return unet_arguments(settings.NUM_CHANNELS, settings.NUM_CLASSES, settings.NUM_LEVELS,
                           settings.BASE_FILTERS,
                           (settings.INPUT_IMAGE_HEIGHT, settings.INPUT_IMAGE_WIDTH),
-                          settings.MODEL_VARIANT, settings.BATCH_NORM)
+                          settings.MODEL_VARIANT, settings.BATCH_NORM,
+                          settings.BOTTLENECK_FILTERS)

@@ -100,3 +100,14 @@ def test_padded_input_is_cropped_back_at_the_same_pixels():
         out, by_hand = model(image), model(padded)[..., 1:102]
     assert out.shape == (1, 1, 40, 101)
     assert torch.allclose(out, by_hand, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["aligned", "tutorial"])
+@pytest.mark.parametrize("bottleneck", [16, 96])
+def test_bottleneck_filters_widen_only_the_deepest_level(variant, bottleneck):
+    arguments = unet_arguments(1, 1, 4, 8, (128, 128), variant, bottleneck_filters=bottleneck)
+    assert arguments["encChannels"] == [1, 8, 16, 32, bottleneck]
+    model = UNet(**arguments)
+    assert model.decoder.upconvs[0].in_channels == bottleneck
+    with torch.no_grad():
+        assert model(torch.rand(2, 1, 128, 128)).shape == (2, 1, 128, 128)
