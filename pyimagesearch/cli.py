@@ -56,6 +56,7 @@ _CHECKS = {
     "SYNTHETIC_NUM_IMAGES": (lambda v: v >= 10, "at least 10"),
     "MODEL_VARIANT": (lambda v: v in ("aligned", "tutorial"), "'aligned' or 'tutorial'"),
     "LR_SCHEDULE": (lambda v: v in ("constant", "cosine"), "'constant' or 'cosine'"),
+    "WARMUP_EPOCHS": (lambda v: v >= 0, "a number of epochs >= 0, e.g. 2"),
     "WEIGHT_DECAY": (lambda v: v >= 0, "a decay rate >= 0, e.g. 0.0001"),
     "EMA_DECAY": (lambda v: 0 <= v < 1, "0 (off) or a decay below 1, e.g. 0.999"),
     "MIN_SALT_AREA": (lambda v: v >= 0, "a number of pixels >= 0"),

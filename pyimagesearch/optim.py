@@ -18,10 +18,21 @@ def build_scheduler(settings, optimizer, steps_per_epoch):
 
     "cosine" falls from INIT_LR to 0 along half a cosine over NUM_EPOCHS: long
     at high rates while the network finds its way, then small steps that
-    settle it into a minimum.
+    settle it into a minimum. WARMUP_EPOCHS first ramps the rate up linearly
+    from INIT_LR / steps to INIT_LR; the cosine then spans the remaining steps.
     """
-    if settings.LR_SCHEDULE == "constant":
+    warmup = round(settings.WARMUP_EPOCHS * steps_per_epoch)
+    if settings.LR_SCHEDULE == "constant" and not warmup:
         return None
     total = max(settings.NUM_EPOCHS * steps_per_epoch, 1)
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+    cosine = settings.LR_SCHEDULE == "cosine"
+
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        if not cosine:
+            return 1.0
+        progress = min(step - warmup, total - warmup) / max(total - warmup, 1)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

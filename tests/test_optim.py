@@ -1,0 +1,42 @@
+import math
+import types
+
+import pytest
+import torch
+
+from pyimagesearch.optim import build_scheduler
+
+
+def rates(schedule, warmup_epochs, steps_per_epoch=2, epochs=3, lr=0.1):
+    settings = types.SimpleNamespace(LR_SCHEDULE=schedule, WARMUP_EPOCHS=warmup_epochs,
+                                     NUM_EPOCHS=epochs)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    scheduler = build_scheduler(settings, optimizer, steps_per_epoch)
+    if scheduler is None:
+        return None
+    seen = []
+    for _ in range(epochs * steps_per_epoch):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return seen
+
+
+def test_constant_rate_without_warmup_needs_no_scheduler():
+    assert rates("constant", 0) is None
+
+
+def test_cosine_falls_from_the_rate_towards_zero():
+    expected = [0.1 * 0.5 * (1 + math.cos(math.pi * step / 6)) for step in range(6)]
+    assert rates("cosine", 0) == pytest.approx(expected)
+
+
+def test_warmup_ramps_up_then_the_cosine_spans_the_remaining_steps():
+    # 2 warm-up steps (1 epoch of 2 batches): 0.05, 0.1; then a cosine over the
+    # 4 remaining steps: factors 1, (1 + cos(pi/4)) / 2, 1/2, (1 + cos(3pi/4)) / 2
+    assert rates("cosine", 1) == pytest.approx(
+        [0.05, 0.1, 0.1, 0.1 * 0.853553, 0.05, 0.1 * 0.146447], rel=1e-5)
+
+
+def test_warmup_before_a_constant_rate():
+    assert rates("constant", 1) == pytest.approx([0.05, 0.1, 0.1, 0.1, 0.1, 0.1])
