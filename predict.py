@@ -19,7 +19,7 @@ from pyimagesearch.dataset import DataError, list_image_files, read_mask
 from pyimagesearch.engine import autocast_dtype, prepare_model, reuse_freed_memory
 from pyimagesearch.files import OutputError, atomic_path, ensure_folder, write_csv
 from pyimagesearch.inference import prediction_rules, segment_files
-from pyimagesearch.metrics import METRICS
+from pyimagesearch.metrics import METRICS, score_shortfall
 from pyimagesearch.plots import display_available, plot_prediction, show_open_figures
 from pyimagesearch.rle import encode
 
@@ -58,13 +58,17 @@ def evaluate_test_split(settings, model, arguments, device, rules, options, scor
     with ``scores_out`` also each image's metrics, as CSV."""
     pairs = read_test_pairs(settings.TEST_PATHS)
     per_image = {name: [] for name in METRICS}
+    areas = {"salt_pixels": [], "predicted_pixels": []}
     predictions = segment_files(model, arguments, [image for image, _ in pairs], device,
                                 rules, **options)
     for (_, mask_path), (_, _, predicted) in tqdm(zip(pairs, predictions), total=len(pairs),
                                                   desc="evaluating", unit="image"):
         truth = torch.from_numpy(read_mask(mask_path))[None]
+        predicted = torch.from_numpy(predicted)[None]
         for name, metric in METRICS.items():
-            per_image[name].append(metric(torch.from_numpy(predicted)[None], truth).item())
+            per_image[name].append(metric(predicted, truth).item())
+        areas["salt_pixels"].append(int(truth.count_nonzero()))
+        areas["predicted_pixels"].append(int(predicted.count_nonzero()))
     scores = np.array(per_image["score"])
     # the spread of the mean that comes from which images happen to be in the split
     standard_error = scores.std(ddof=1) / np.sqrt(len(scores)) if len(scores) > 1 else 0.0
@@ -72,10 +76,16 @@ def evaluate_test_split(settings, model, arguments, device, rules, options, scor
     print(f"[INFO] {len(scores)} test images at their original size: mean IoU {means['iou']:.4f}  "
           f"mean Dice {means['dice']:.4f}  competition score {means['score']:.4f} "
           f"(+- {standard_error:.4f} standard error over images)")
+    shortfall = score_shortfall(scores, np.array(areas["salt_pixels"]) > 0,
+                                np.array(areas["predicted_pixels"]) > 0)
+    print("[INFO] where the score falls short of 1: " + "; ".join(
+        f"{kind}: {count} images scoring {mean:.3f} (-{share:.4f})"
+        for kind, (count, mean, share) in shortfall.items() if count))
     if scores_out:
         ids = [os.path.splitext(os.path.basename(image))[0] for image, _ in pairs]
-        write_csv(scores_out, [{"id": name, **{metric: values[i] for metric, values
-                                               in per_image.items()}}
+        columns = {**per_image, **areas}
+        write_csv(scores_out, [{"id": name, **{column: values[i] for column, values
+                                               in columns.items()}}
                                for i, name in enumerate(ids)])
         print(f"[INFO] wrote each image's metrics to {scores_out}")
     return means
@@ -127,8 +137,9 @@ def main(argv=None):
                         help="print IoU, Dice and competition score on the test split "
                              "(TEST_PATHS), at the images' original size")
     parser.add_argument("--scores-out", metavar="FILE.csv",
-                        help="with --evaluate: write each image's IoU, Dice and score, "
-                             "for `python -m pyimagesearch.compare`")
+                        help="with --evaluate: write each image's IoU, Dice, score and "
+                             "salt areas (true and predicted, in pixels), for "
+                             "`python -m pyimagesearch.compare`")
     args = parser.parse_args(argv)
     settings = settings_from_args(args, parser)
     if bool(args.input) != bool(args.masks_out or args.submission):

@@ -82,3 +82,25 @@ class MetricTotals:
         if count == 0:
             raise ValueError("no images were evaluated")
         return {name: total / count for name, total in zip(self.NAMES, sums)}
+
+
+def score_shortfall(scores, has_salt, predicted_salt):
+    """Where a mean competition score falls short of 1, by kind of image.
+
+    ``scores``, ``has_salt`` (the truth holds salt) and ``predicted_salt``
+    (the prediction does) are per-image sequences. Returns, for "no salt",
+    "salt missed" (salt in the truth, nothing predicted) and "salt found",
+    (number of images, their mean score, what they take off the mean over all
+    images); the three shares add up to 1 - the mean score.
+    """
+    scores = torch.as_tensor(scores, dtype=torch.float64)
+    has_salt = torch.as_tensor(has_salt, dtype=torch.bool)
+    predicted_salt = torch.as_tensor(predicted_salt, dtype=torch.bool)
+    kinds = {"no salt": ~has_salt, "salt missed": has_salt & ~predicted_salt,
+             "salt found": has_salt & predicted_salt}
+    shortfall = {}
+    for kind, chosen in kinds.items():
+        count = int(chosen.sum())
+        mean = scores[chosen].mean().item() if count else float("nan")
+        shortfall[kind] = (count, mean, (1 - scores[chosen]).sum().item() / len(scores))
+    return shortfall

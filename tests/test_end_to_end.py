@@ -11,6 +11,7 @@ import predict
 import train
 from pyimagesearch import config
 from pyimagesearch.checkpoint import load_model
+from pyimagesearch.dataset import read_mask
 
 SMALL = ["--input-image-width", "64", "--input-image-height", "64", "--batch-size", "8"]
 
@@ -67,13 +68,21 @@ def test_scores_out_holds_each_test_image_and_their_mean(trained, tmp_path, caps
     _, output = trained
     scores = str(tmp_path / "scores.csv")
     predict.main(["--base-output", output, "--evaluate", "--scores-out", scores, *SMALL])
-    printed = float(capsys.readouterr().out.split("competition score")[1].split()[0])
+    out = capsys.readouterr().out
+    printed = float(out.split("competition score")[1].split()[0])
     with open(scores) as handle:
         rows = list(csv.DictReader(handle))
     with open(os.path.join(output, "test_paths.txt")) as handle:
-        test_ids = {os.path.splitext(os.path.basename(line.split("\t")[0]))[0] for line in handle}
-    assert {row["id"] for row in rows} == test_ids and len(rows) == len(test_ids)
+        masks = {os.path.splitext(os.path.basename(line.split("\t")[0]))[0]:
+                 line.rstrip("\n").split("\t")[1] for line in handle}
+    assert {row["id"] for row in rows} == set(masks) and len(rows) == len(masks)
     assert np.mean([float(row["score"]) for row in rows]) == pytest.approx(printed, abs=1e-4)
+    for row in rows:
+        assert int(row["salt_pixels"]) == np.count_nonzero(read_mask(masks[row["id"]]))
+    # the shortfall's shares, each rounded to 4 places, add up to 1 - the score
+    shortfall = out.split("falls short of 1:")[1].splitlines()[0]
+    shares = [float(part.split("(-")[1].rstrip(")")) for part in shortfall.split(";")]
+    assert sum(shares) == pytest.approx(1 - printed, abs=3e-4)
 
 
 def test_predict_plots_ten_distinct_test_images(trained):

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from pyimagesearch.metrics import (MetricTotals, competition_score_per_image,
-                                   dice_per_image, iou_per_image)
+                                   dice_per_image, iou_per_image, score_shortfall)
 
 
 def masks(*rows_per_image):
@@ -84,3 +84,27 @@ def test_totals_average_over_images_not_batches():
 def test_totals_refuse_an_empty_evaluation():
     with pytest.raises(ValueError, match="no images"):
         MetricTotals().means()
+
+
+def test_score_shortfall_worked_by_hand():
+    # four images: empty truth predicted empty (1), empty truth with a false
+    # pixel (0), salt missed (0), salt found with IoU 0.6 (0.2): mean 0.3,
+    # shortfall 0.7 = (0 + 1) / 4 from "no salt" + 1 / 4 missed + 0.8 / 4 found
+    pred = masks(EMPTY, ["0100", "0000"], EMPTY, ["1110", "0100"])
+    target = masks(EMPTY, EMPTY, ["1100", "1100"], ["1100", "1100"])
+    scores = competition_score_per_image(pred, target)
+    assert scores.tolist() == pytest.approx([1.0, 0.0, 0.0, 0.2])
+    has_salt = target.flatten(1).any(1)
+    shortfall = score_shortfall(scores, has_salt, pred.flatten(1).any(1))
+    assert shortfall["no salt"] == pytest.approx((2, 0.5, 0.25))
+    assert shortfall["salt missed"] == pytest.approx((1, 0.0, 0.25))
+    assert shortfall["salt found"] == pytest.approx((1, 0.2, 0.2))
+    total = sum(share for _, _, share in shortfall.values())
+    assert total == pytest.approx(1 - scores.mean().item())
+
+
+def test_score_shortfall_of_a_kind_without_images():
+    shortfall = score_shortfall([1.0, 1.0], [False, False], [False, False])
+    assert shortfall["no salt"] == (2, 1.0, 0.0)
+    count, mean, share = shortfall["salt missed"]
+    assert (count, share) == (0, 0.0) and mean != mean  # NaN: no such image
