@@ -135,7 +135,8 @@ def main(argv=None):
                              "run-length code, column-major, 1-based)")
     parser.add_argument("--evaluate", action="store_true",
                         help="print IoU, Dice and competition score on the test split "
-                             "(TEST_PATHS), at the images' original size")
+                             "(TEST_PATHS), at the images' original size, and where the "
+                             "score falls short")
     parser.add_argument("--scores-out", metavar="FILE.csv",
                         help="with --evaluate: write each image's IoU, Dice, score and "
                              "salt areas (true and predicted, in pixels), for "
