@@ -72,9 +72,8 @@ def test_scores_out_holds_each_test_image_and_their_mean(trained, tmp_path, caps
     printed = float(out.split("competition score")[1].split()[0])
     with open(scores) as handle:
         rows = list(csv.DictReader(handle))
-    with open(os.path.join(output, "test_paths.txt")) as handle:
-        masks = {os.path.splitext(os.path.basename(line.split("\t")[0]))[0]:
-                 line.rstrip("\n").split("\t")[1] for line in handle}
+    masks = {os.path.splitext(os.path.basename(image))[0]: mask for image, mask
+             in predict.read_test_pairs(os.path.join(output, "test_paths.txt"))}
     assert {row["id"] for row in rows} == set(masks) and len(rows) == len(masks)
     assert np.mean([float(row["score"]) for row in rows]) == pytest.approx(printed, abs=1e-4)
     for row in rows:
