@@ -58,6 +58,7 @@ _CHECKS = {
     "LR_SCHEDULE": (lambda v: v in ("constant", "cosine"), "'constant' or 'cosine'"),
     "WARMUP_EPOCHS": (lambda v: v >= 0, "a number of epochs >= 0, e.g. 2"),
     "WEIGHT_DECAY": (lambda v: v >= 0, "a decay rate >= 0, e.g. 0.0001"),
+    "GRAD_CLIP": (lambda v: v >= 0, "0 (off) or a gradient norm > 0, e.g. 1.0"),
     "EMA_DECAY": (lambda v: 0 <= v < 1, "0 (off) or a decay below 1, e.g. 0.999"),
     "MIN_SALT_AREA": (lambda v: v >= 0, "a number of pixels >= 0"),
     "LOSS": (is_valid_name, "'bce', 'dice', 'lovasz' or several joined by '+', "

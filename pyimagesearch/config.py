@@ -60,6 +60,10 @@ LR_SCHEDULE = "constant"
 WARMUP_EPOCHS = 0
 # 0 trains with Adam (the tutorial); above 0 with AdamW and this decoupled decay
 WEIGHT_DECAY = 0.0
+# above 0, a step whose gradients (all together) have a larger norm is scaled
+# down to this norm (torch.nn.utils.clip_grad_norm_): a guard against the
+# sudden jumps in the training loss that can set a run back for many epochs
+GRAD_CLIP = 0.0
 # "bce" (the tutorial), "dice", "lovasz", or a sum such as "bce+lovasz"
 LOSS = "bce"
 # random flips, zooms and brightness/contrast changes of the training samples

@@ -136,7 +136,7 @@ def _accumulate_gradients(model, images, masks, loss_fn, dtype, scaler, micro_ba
 
 def train_one_epoch(model, loader, loss_fn, optimizer, device, *, dtype=None,
                     channels_last=False, scaler=None, scheduler=None, average=None,
-                    micro_batch=0, description="train", reduce_sum=None):
+                    micro_batch=0, max_grad_norm=0, description="train", reduce_sum=None):
     """One pass over ``loader``; returns the mean loss per image.
 
     ``micro_batch`` (above 0) passes each batch through the network in pieces
@@ -144,6 +144,9 @@ def train_one_epoch(model, loader, loss_fn, optimizer, device, *, dtype=None,
     activations of one piece are alive at a time instead of the whole batch's.
     The step is the whole batch's for losses that average over images or
     pixels (BCE, Lovasz) in networks without batch norm.
+
+    ``max_grad_norm`` (above 0) scales down the gradients of any step whose
+    norm, over all weights together, exceeds it.
 
     ``scheduler`` (optional) steps after every batch, and so does ``average``
     (from ``weight_average``), which follows the weights of the bare model.
@@ -162,6 +165,10 @@ def train_one_epoch(model, loader, loss_fn, optimizer, device, *, dtype=None,
         images, masks = _to_device(images, masks, device, channels_last)
         optimizer.zero_grad(set_to_none=True)
         loss = _accumulate_gradients(model, images, masks, loss_fn, dtype, scaler, micro_batch)
+        if max_grad_norm:
+            if scaler is not None:
+                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()

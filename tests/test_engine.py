@@ -132,6 +132,26 @@ def test_micro_batches_take_the_step_of_the_whole_batch(data, loss_name):
     assert not torch.allclose(whole["head.weight"], model().state_dict()["head.weight"])
 
 
+def _one_sgd_step(data, max_grad_norm):
+    net = model()
+    before = torch.nn.utils.parameters_to_vector(net.parameters()).detach().clone()
+    train_one_epoch(net, DataLoader(data, batch_size=7), torch.nn.BCEWithLogitsLoss(),
+                    torch.optim.SGD(net.parameters(), lr=0.1), "cpu",
+                    max_grad_norm=max_grad_norm, description=None)
+    return torch.nn.utils.parameters_to_vector(net.parameters()).detach() - before
+
+
+def test_clipping_limits_the_norm_of_a_step_and_keeps_its_direction(data):
+    free = _one_sgd_step(data, 0)
+    # SGD moves the weights by lr * gradient: the step's norm is 0.1 * the
+    # gradient's, so a clip at 1/10 of that norm makes the step 10 times shorter
+    gradient_norm = free.norm().item() / 0.1
+    clipped = _one_sgd_step(data, gradient_norm / 10)
+    assert clipped.norm().item() == pytest.approx(free.norm().item() / 10, rel=1e-4)
+    assert torch.allclose(clipped * 10, free, atol=1e-6)
+    assert torch.allclose(_one_sgd_step(data, gradient_norm * 2), free)
+
+
 # (decay, the decays of the second and third steps): min(decay, (1 + n) / (10 + n))
 # after n updates, 2/11 and 3/12 when the decay is larger than that
 @pytest.mark.parametrize("decay, decays", [(0.99, (2 / 11, 3 / 12)), (0.1, (0.1, 0.1))])
