@@ -216,7 +216,8 @@ def train(settings, context, resume=False):
         train_loss = train_one_epoch(unet, trainLoader, lossFunc, opt, device, scaler=scaler,
                                      scheduler=scheduler, average=average,
                                      micro_batch=settings.MICRO_BATCH_SIZE,
-                                     max_grad_norm=settings.GRAD_CLIP, reduce_sum=reduce_sum, **fast, **bars)
+                                     max_grad_norm=settings.GRAD_CLIP,
+                                     reduce_sum=reduce_sum, **fast, **bars)
         distributed.share_buffers(evaluated, context)
         totals = evaluate(evaluated, testLoader, lossFunc, device, settings.THRESHOLD,
                           tta=settings.TTA, **fast, **bars)
