@@ -1,4 +1,5 @@
 """An interrupted run, resumed, ends exactly where an uninterrupted one does."""
+import functools
 import os
 import signal
 import subprocess
@@ -91,7 +92,10 @@ def test_a_signal_stops_cleanly_and_keeps_the_finished_epochs(tmp_path, syntheti
     process = subprocess.Popen(
         [sys.executable, os.path.join(PROJECT, "train.py"), "--dataset-path", synthetic_folder,
          "--base-output", str(output), "--num-epochs", "200", *TINY],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a test run started in the background of a shell script inherits an
+        # ignored SIGINT, which Python then leaves ignored: restore the default
+        preexec_fn=functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (output / "checkpoint.pth").exists() and time.time() < deadline:
         time.sleep(0.2)
