@@ -219,8 +219,10 @@ def train(settings, context, resume=False):
                                      max_grad_norm=settings.GRAD_CLIP,
                                      reduce_sum=reduce_sum, **fast, **bars)
         distributed.share_buffers(evaluated, context)
+        # ranking the epochs needs no mirror images, which would double
+        # validation's cost every epoch; the tuning after training uses them
         totals = evaluate(evaluated, testLoader, lossFunc, device, settings.THRESHOLD,
-                          tta=settings.TTA, **fast, **bars)
+                          **fast, **bars)
         reduce_sum(totals.sums)
         val = totals.means()
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
