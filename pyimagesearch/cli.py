@@ -80,11 +80,21 @@ def flag_name(name):
     return "--" + name.lower().replace("_", "-")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, except None: the setting flags default to
+    None, meaning "not given", and state config.py's value in their help."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser(description):
     """A parser holding one flag per config constant; scripts add their own."""
     parser = argparse.ArgumentParser(
         description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_HelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="start from a named set of settings instead of config.py's "
                              "defaults (flags given as well still win); 'salt' is the "

@@ -68,6 +68,14 @@ def test_help_lists_every_constant():
         assert flag in text
 
 
+def test_help_gives_config_values_not_the_none_that_means_not_given():
+    parser = build_parser("x")
+    parser.add_argument("--resume", action="store_true", help="continue")
+    text = parser.format_help()
+    assert "default: 0.15" in text and "(default: None)" not in text
+    assert "continue (default: False)" in text  # a script's own flag keeps its default
+
+
 def test_the_salt_preset_sets_its_values_and_flags_still_win():
     from pyimagesearch.presets import PRESETS
     settings = parse_settings(["--preset", "salt", "--num-epochs", "3"])
