@@ -28,7 +28,7 @@ from pyimagesearch.cli import build_parser, settings_from_args
 from pyimagesearch.dataset import (DataError, SegmentationDataset, list_image_files,
                                    pair_image_mask_paths)
 from pyimagesearch.engine import (TrainingDiverged, autocast_dtype, collect_probabilities,
-                                  evaluate, prepare_model, reuse_freed_memory,
+                                  evaluate, passes_in_pieces, prepare_model, reuse_freed_memory,
                                   train_one_epoch, weight_average)
 from pyimagesearch.files import OutputError, ensure_folder, write_csv, write_text
 from pyimagesearch.losses import CombinedLoss
@@ -160,7 +160,7 @@ def train(settings, context, resume=False):
     per_piece = [effect for effect, applies in (
         ("batch norm normalises each piece on its own", settings.BATCH_NORM),
         ("the Dice loss is computed per piece", "dice" in settings.LOSS)) if applies]
-    if 0 < settings.MICRO_BATCH_SIZE < settings.BATCH_SIZE // context.world_size and per_piece:
+    if passes_in_pieces(settings.MICRO_BATCH_SIZE, trainLoader.batch_size) and per_piece:
         print(f"[INFO] batches pass in pieces of {settings.MICRO_BATCH_SIZE} images "
               f"(MICRO_BATCH_SIZE): {'; '.join(per_piece)}")
     # with EMA_DECAY the average is what is validated and saved; the training

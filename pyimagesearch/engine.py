@@ -115,9 +115,15 @@ def _forward(model, images, tta):
     return logits
 
 
+def passes_in_pieces(micro_batch, batch_size):
+    """Whether a batch of ``batch_size`` images goes through the network in
+    pieces of ``micro_batch`` (``train_one_epoch``)."""
+    return 0 < micro_batch < batch_size
+
+
 def _accumulate_gradients(model, images, masks, loss_fn, dtype, scaler, micro_batch):
     """Backpropagate the batch's loss, piece by piece; returns the detached loss."""
-    size = micro_batch if 0 < micro_batch < len(images) else len(images)
+    size = micro_batch if passes_in_pieces(micro_batch, len(images)) else len(images)
     pieces = list(zip(images.split(size), masks.split(size)))
     total = torch.zeros((), device=images.device)
     # DistributedDataParallel averages the gradients over the processes at
