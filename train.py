@@ -219,7 +219,7 @@ def train(settings, context, resume=False):
                                      max_grad_norm=settings.GRAD_CLIP,
                                      reduce_sum=reduce_sum, **fast, **bars)
         distributed.share_buffers(evaluated, context)
-        # ranking the epochs needs no mirror images, which would double
+        # the epochs are ranked without mirror images, which would double
         # validation's cost every epoch; the tuning after training uses them
         totals = evaluate(evaluated, testLoader, lossFunc, device, settings.THRESHOLD,
                           **fast, **bars)
