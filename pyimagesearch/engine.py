@@ -200,15 +200,16 @@ def train_one_epoch(model, loader, loss_fn, optimizer, device, *, dtype=None,
 
 @torch.inference_mode()
 def evaluate(model, loader, loss_fn, device, threshold, *, dtype=None,
-             channels_last=False, tta=False, description="validate"):
-    """Loss, IoU, Dice and competition score summed over ``loader``'s images."""
+             channels_last=False, description="validate"):
+    """Loss, IoU, Dice and competition score summed over ``loader``'s images,
+    without test-time flips (it ranks epochs; ``collect_probabilities`` flips)."""
     model.eval()
     totals = MetricTotals(device)
     for images, masks in tqdm(loader, desc=description, leave=False,
                               disable=description is None):
         images, masks = _to_device(images, masks, device, channels_last)
         with _autocast(device, dtype):
-            logits = _forward(model, images, tta)
+            logits = model(images)
         logits = logits.float()
         loss = loss_fn(logits, masks)
         totals.add(loss, torch.sigmoid(logits) > threshold, masks > 0.5)
