@@ -61,7 +61,7 @@ _CHECKS = {
     "GRAD_CLIP": (lambda v: v >= 0, "0 (off) or a gradient norm > 0, e.g. 1.0"),
     "EMA_DECAY": (lambda v: 0 <= v < 1, "0 (off) or a decay below 1, e.g. 0.999"),
     "MIN_SALT_AREA": (lambda v: v >= 0, "a number of pixels >= 0"),
-    "LOSS": (is_valid_name, "'bce', 'dice', 'lovasz' or several joined by '+', "
+    "LOSS": (is_valid_name, "'bce', 'dice', 'lovasz', 'lovasz_elu' or several joined by '+', "
                             "e.g. 'bce+lovasz'"),
     "PRECISION": (lambda v: v in ("auto", "fp32", "bf16", "fp16"),
                   "'auto', 'fp32', 'bf16' or 'fp16'"),

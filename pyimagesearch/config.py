@@ -67,7 +67,8 @@ WEIGHT_DECAY = 0.0
 # preset sets 1.0, which scored better on each of its seeds measured (README
 # "Accuracy"). 0 keeps the tutorial's unclipped steps
 GRAD_CLIP = 0.0
-# "bce" (the tutorial), "dice", "lovasz", or a sum such as "bce+lovasz"
+# "bce" (the tutorial), "dice", "lovasz", "lovasz_elu" (losses.py), or a sum
+# such as "bce+lovasz"
 LOSS = "bce"
 # random flips, zooms and brightness/contrast changes of the training samples
 AUGMENT = False

@@ -5,12 +5,14 @@
   the salt area rather than the pixel count, so small salt bodies matter.
 - "lovasz": the Lovasz hinge (Berman et al., 2018), a convex surrogate of
   one minus the IoU of each image, which is what the competition score rewards.
+- "lovasz_elu": the same with elu(e) + 1 in place of max(e, 0) for each pixel
+  error e, a smooth penalty that still moves pixels already past their margin.
 Combinations such as "bce+lovasz" add their parts with equal weights.
 """
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("bce", "dice", "lovasz")
+LOSSES = ("bce", "dice", "lovasz", "lovasz_elu")
 
 
 def soft_dice_loss(logits, targets, smooth=1.0):
@@ -26,13 +28,13 @@ def soft_dice_loss(logits, targets, smooth=1.0):
     return 1 - (2 * intersection + smooth) / (total + smooth)
 
 
-def lovasz_hinge(logits, targets):
+def lovasz_hinge(logits, targets, penalty=F.relu):
     """Mean over images of the Lovasz extension of the IoU loss of each image.
 
     Pixel errors are hinge margins 1 - logit * sign; sorted from the worst,
     each is weighted by how much it raises 1 - IoU when added to the set of
     wrong pixels. For logits of +-1 this is exactly 2 * (1 - IoU) of the mask
-    logits > 0.
+    logits > 0. ``penalty`` turns each pixel's error into its loss.
     """
     logits = logits.flatten(1)
     targets = targets.flatten(1).to(logits.dtype)
@@ -44,11 +46,16 @@ def lovasz_hinge(logits, targets):
     union = salt + (1 - truth_sorted).cumsum(1)
     jaccard = 1 - intersection / union
     weights = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)
-    return (F.relu(errors_sorted) * weights).sum(1).mean()
+    return (penalty(errors_sorted) * weights).sum(1).mean()
+
+
+def lovasz_elu(logits, targets):
+    """The Lovasz hinge with the penalty elu(e) + 1, which is never flat."""
+    return lovasz_hinge(logits, targets, penalty=lambda errors: F.elu(errors) + 1)
 
 
 _PARTS = {"bce": F.binary_cross_entropy_with_logits, "dice": soft_dice_loss,
-          "lovasz": lovasz_hinge}
+          "lovasz": lovasz_hinge, "lovasz_elu": lovasz_elu}
 
 
 def is_valid_name(name):

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pyimagesearch.losses import CombinedLoss, lovasz_hinge, soft_dice_loss
+from pyimagesearch.losses import CombinedLoss, lovasz_elu, lovasz_hinge, soft_dice_loss
 
 
 def image(values):
@@ -41,6 +41,26 @@ def test_lovasz_is_the_mean_over_images():
     logits = torch.cat([image([1, -1, 1, -1]), image([3, 1, -1, -2])])
     targets = torch.cat([image([1, 1, 0, 0]), image([1, 1, 0, 0])])
     assert lovasz_hinge(logits, targets).item() == pytest.approx(2 / 3)
+
+
+def test_lovasz_elu_by_hand():
+    # the first case above with penalties elu(2) + 1 = 3 and elu(0) + 1 = 1: the
+    # sorted truth 1 0 1 0 has Jaccard losses 1/2, 2/3, 1, 1, so weights 1/2,
+    # 1/6, 1/3, 0: 3/2 + 3/6 + 1/3 = 7/3
+    loss = lovasz_elu(image([1, -1, 1, -1]), image([1, 1, 0, 0]))
+    assert loss.item() == pytest.approx(7 / 3)
+
+
+def test_lovasz_elu_still_counts_pixels_past_their_margin():
+    # where the hinge is 0, elu + 1 still charges e**error for each right
+    # pixel: errors 0, 0, -1, -2 with weights 1/2, 1/6, 1/12, 1/4
+    loss = lovasz_elu(image([3, 1, -1, -2]), image([1, 1, 0, 0]))
+    assert loss.item() == pytest.approx(2 / 3 + math.exp(-1) / 12 + math.exp(-2) / 4)
+
+
+def test_lovasz_elu_on_an_empty_truth_is_the_worst_margin():
+    loss = lovasz_elu(image([-2, 0.5, -0.5, -3]), image([0, 0, 0, 0]))
+    assert loss.item() == pytest.approx(2.5)
 
 
 def test_soft_dice_by_hand():
