@@ -34,11 +34,13 @@ from pyimagesearch.files import OutputError, ensure_folder, write_csv, write_tex
 from pyimagesearch.losses import CombinedLoss
 from pyimagesearch.metrics import competition_score_per_image
 from pyimagesearch.model import UNet, arguments_from_settings
-from pyimagesearch.optim import build_optimizer, build_scheduler
+from pyimagesearch.optim import build_optimizer, build_scheduler, epochs_within_budget
 from pyimagesearch.plots import plot_history
 from pyimagesearch.postprocess import cross_fitted_score, is_blank, to_masks, tune
 
 STOCK_IMAGE_FOLDER = os.path.join(config.PROJECT_ROOT, "dataset", "train", "images")
+# with a TIME_BUDGET, the epochs timed before the run decides how many fit
+PLAN_AFTER_EPOCHS = 3
 
 
 def seed_everything(seed):
@@ -136,6 +138,7 @@ def read_split(settings, context):
 
 
 def train(settings, context, resume=False):
+    run_started = time.perf_counter()
     seed_everything(settings.SEED)
     device = context.device
     if context.is_main:
@@ -177,10 +180,14 @@ def train(settings, context, resume=False):
                   "tta": settings.TTA}
 
     history, best_score, first_epoch = [], -1.0, 1
+    num_epochs, planned_epochs = settings.NUM_EPOCHS, None
     if resume:
         state = load_training_state(settings.CHECKPOINT_PATH, arguments)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if settings.TIME_BUDGET and state.get("planned_epochs"):
+            num_epochs = planned_epochs = min(state["planned_epochs"], num_epochs)
+            scheduler = build_scheduler(settings, opt, len(trainLoader), num_epochs)
         if scaler is not None and state["scaler"] is not None:
             scaler.load_state_dict(state["scaler"])
         if scheduler is not None and state.get("scheduler") is not None:
@@ -193,23 +200,31 @@ def train(settings, context, resume=False):
         restore_rng(state, shuffle_generator)
         history, best_score, first_epoch = state["history"], state["best_score"], state["epoch"] + 1
         print(f"[INFO] resuming after epoch {state['epoch']} from {settings.CHECKPOINT_PATH}")
-        if first_epoch > settings.NUM_EPOCHS:
-            print(f"[INFO] the run already has {state['epoch']} epochs; raise --num-epochs "
-                  f"to train longer")
+        if first_epoch > num_epochs:
+            budget = " and give --time-budget 0" if planned_epochs else ""
+            print(f"[INFO] the run already has {state['epoch']} epochs; raise --num-epochs"
+                  f"{budget} to train longer")
             return
 
     processes = f" x {context.world_size} processes" if context.distributed else ""
-    print(f"[INFO] training the {settings.MODEL_VARIANT} U-Net for {settings.NUM_EPOCHS} "
-          f"epochs on {device}{processes}")
+    budget = (f", or as many as fit in {settings.TIME_BUDGET:g} minutes"
+              if settings.TIME_BUDGET and planned_epochs is None else "")
+    print(f"[INFO] training the {settings.MODEL_VARIANT} U-Net for {num_epochs} "
+          f"epochs{budget} on {device}{processes}")
     if device.type == "cpu" and not context.distributed and (os.cpu_count() or 1) > 1:
         print("[INFO] tip: small networks such as --preset salt's train faster on a CPU as "
               "one single-threaded process per core (1.55x on 2 cores, README "
               "\"Performance\"): torchrun --standalone --nproc_per_node 2 train.py ...")
     bars = {} if context.is_main else {"description": None}
     reduce_sum = functools.partial(distributed.all_reduce_sum, context=context)
-    for epoch in tqdm(range(first_epoch, settings.NUM_EPOCHS + 1), desc="epochs", unit="epoch",
-                      initial=first_epoch - 1, total=settings.NUM_EPOCHS,
-                      disable=not context.is_main):
+    reduce_max = functools.partial(distributed.all_reduce_max, context=context)
+    # the time of earlier processes of a resumed run counts against the budget
+    spent_before = sum(row["seconds"] for row in history)
+    loop_started = time.perf_counter()
+    bar = tqdm(desc="epochs", unit="epoch", initial=first_epoch - 1, total=num_epochs,
+               disable=not context.is_main)
+    epoch = first_epoch
+    while epoch <= num_epochs:
         started = time.perf_counter()
         if context.distributed:
             trainLoader.sampler.set_epoch(epoch)
@@ -229,9 +244,18 @@ def train(settings, context, resume=False):
                "val_iou": val["iou"], "val_dice": val["dice"], "val_score": val["score"],
                "seconds": time.perf_counter() - started}
         history.append(row)
-        tqdm.write(f"[INFO] epoch {epoch}/{settings.NUM_EPOCHS}  train loss {train_loss:.4f}  "
+        tqdm.write(f"[INFO] epoch {epoch}/{num_epochs}  train loss {train_loss:.4f}  "
                    f"val loss {val['loss']:.4f}  IoU {val['iou']:.4f}  Dice {val['dice']:.4f}  "
                    f"score {val['score']:.4f}  ({row['seconds']:.1f} s)")
+        if (settings.TIME_BUDGET and planned_epochs is None
+                and PLAN_AFTER_EPOCHS <= epoch < num_epochs):
+            now = time.perf_counter()
+            num_epochs = planned_epochs = fit_budget(
+                settings, epoch, num_epochs, spent_before + now - run_started,
+                (now - loop_started) / (epoch - first_epoch + 1), reduce_max)
+            bar.total = num_epochs
+            scheduler = build_scheduler(settings, opt, len(trainLoader), num_epochs,
+                                        steps_done=epoch * len(trainLoader))
 
         improved = val["score"] > best_score
         best_score = max(best_score, val["score"])
@@ -249,7 +273,11 @@ def train(settings, context, resume=False):
             save_training_state(settings.CHECKPOINT_PATH, model=model, optimizer=opt,
                                 arguments=arguments, epoch=epoch, history=history,
                                 best_score=best_score, loader_generator=shuffle_generator,
-                                scaler=scaler, scheduler=scheduler, average=average)
+                                scaler=scaler, scheduler=scheduler, average=average,
+                                planned_epochs=planned_epochs)
+        bar.update()
+        epoch += 1
+    bar.close()
     if not distributed.replicas_identical(model, context):
         raise TrainingDiverged("the processes ended with different weights; "
                                "this is a bug, please report it")
@@ -260,6 +288,19 @@ def train(settings, context, resume=False):
           f"(saved to {settings.MODEL_PATH}); last epoch saved to {settings.LAST_MODEL_PATH}")
     if settings.TUNE_THRESHOLD and context.is_main:
         tune_prediction(settings, testDS, device, fast)
+
+
+def fit_budget(settings, epochs_done, max_epochs, spent_seconds, epoch_seconds, reduce_max):
+    """How many epochs in all fit TIME_BUDGET, decided alike in every process
+    from the slowest one's timing, and said so."""
+    timing = reduce_max(torch.tensor([spent_seconds, epoch_seconds], dtype=torch.float64))
+    spent_seconds, epoch_seconds = timing.tolist()
+    num_epochs = epochs_within_budget(settings.TIME_BUDGET * 60, spent_seconds, epoch_seconds,
+                                      epochs_done, max_epochs)
+    tqdm.write(f"[INFO] {epoch_seconds:.1f} s per epoch: {num_epochs} epochs fit the "
+               f"{settings.TIME_BUDGET:g}-minute budget (TIME_BUDGET); repeat this run "
+               f"with --num-epochs {num_epochs} --time-budget 0")
+    return num_epochs
 
 
 def tune_prediction(settings, testDS, device, fast):

@@ -41,6 +41,7 @@ _CHECKS = {
     "THRESHOLD": (lambda v: 0 < v < 1, "a probability between 0 and 1, e.g. 0.5"),
     "INIT_LR": (lambda v: v > 0, "a positive learning rate, e.g. 0.001"),
     "NUM_EPOCHS": (_is_positive, "a whole number >= 1"),
+    "TIME_BUDGET": (lambda v: v >= 0, "0 (no limit) or a number of minutes, e.g. 55"),
     "BATCH_SIZE": (_is_positive, "a whole number >= 1"),
     "EVAL_BATCH_SIZE": (_is_positive, "a whole number >= 1"),
     "NUM_LEVELS": (_is_positive, "a whole number >= 1"),

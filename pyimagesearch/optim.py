@@ -13,18 +13,20 @@ def build_optimizer(settings, parameters):
     return torch.optim.Adam(parameters, lr=settings.INIT_LR)
 
 
-def build_scheduler(settings, optimizer, steps_per_epoch):
+def build_scheduler(settings, optimizer, steps_per_epoch, num_epochs=None, steps_done=0):
     """A per-batch schedule, or None for a constant learning rate.
 
-    "cosine" falls from INIT_LR to 0 along half a cosine over NUM_EPOCHS: long
-    at high rates while the network finds its way, then small steps that
-    settle it into a minimum. WARMUP_EPOCHS first ramps the rate up linearly
-    from INIT_LR / steps to INIT_LR; the cosine then spans the remaining steps.
+    "cosine" falls from INIT_LR to 0 along half a cosine over ``num_epochs``
+    (NUM_EPOCHS unless given): long at high rates while the network finds its
+    way, then small steps that settle it into a minimum. WARMUP_EPOCHS first
+    ramps the rate up linearly from INIT_LR / steps to INIT_LR; the cosine then
+    spans the remaining steps. A schedule built with ``steps_done`` continues
+    from that step, as when a time budget fixes the epochs during the run.
     """
     warmup = round(settings.WARMUP_EPOCHS * steps_per_epoch)
     if settings.LR_SCHEDULE == "constant" and not warmup:
         return None
-    total = max(settings.NUM_EPOCHS * steps_per_epoch, 1)
+    total = max((num_epochs or settings.NUM_EPOCHS) * steps_per_epoch, 1)
     cosine = settings.LR_SCHEDULE == "cosine"
 
     def factor(step):
@@ -35,4 +37,15 @@ def build_scheduler(settings, optimizer, steps_per_epoch):
         progress = min(step - warmup, total - warmup) / max(total - warmup, 1)
         return 0.5 * (1 + math.cos(math.pi * progress))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor, last_epoch=steps_done - 1)
+
+
+def epochs_within_budget(budget_seconds, spent_seconds, seconds_per_epoch, epochs_done,
+                         max_epochs):
+    """How many epochs in all a run can train within ``budget_seconds``.
+
+    The time of one epoch is kept back for the tuning that follows training.
+    Never fewer than the epochs already done, never more than ``max_epochs``.
+    """
+    fit = math.floor((budget_seconds - spent_seconds) / seconds_per_epoch) - 1
+    return max(epochs_done, min(max_epochs, epochs_done + fit))

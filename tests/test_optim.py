@@ -4,7 +4,7 @@ import types
 import pytest
 import torch
 
-from pyimagesearch.optim import build_scheduler
+from pyimagesearch.optim import build_scheduler, epochs_within_budget
 
 
 def rates(schedule, warmup_epochs, steps_per_epoch=2, epochs=3, lr=0.1):
@@ -40,3 +40,32 @@ def test_warmup_ramps_up_then_the_cosine_spans_the_remaining_steps():
 
 def test_warmup_before_a_constant_rate():
     assert rates("constant", 1) == pytest.approx([0.05, 0.1, 0.1, 0.1, 0.1, 0.1])
+
+
+def test_a_rebuilt_schedule_continues_over_its_new_span():
+    # 2 of 6 steps at a cosine over 6, then rebuilt over 4 epochs of 2 steps:
+    # the rates go on from step 2 of a cosine over 8 steps
+    settings = types.SimpleNamespace(LR_SCHEDULE="cosine", WARMUP_EPOCHS=0, NUM_EPOCHS=3)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    scheduler = build_scheduler(settings, optimizer, 2)
+    for _ in range(2):
+        optimizer.step()
+        scheduler.step()
+    scheduler = build_scheduler(settings, optimizer, 2, num_epochs=4, steps_done=2)
+    seen = []
+    for _ in range(6):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert seen == pytest.approx([0.1 * 0.5 * (1 + math.cos(math.pi * step / 8))
+                                  for step in range(2, 8)])
+
+
+@pytest.mark.parametrize("spent, per_epoch, most, expected", [
+    (100, 20, 100, 27),   # (600 - 100) / 20 = 25 epochs of time, one kept for tuning: 3 + 24
+    (100, 20, 10, 10),    # NUM_EPOCHS is the most
+    (700, 20, 100, 3),    # over the budget already: stop with the epochs done
+    (555, 20, 100, 4),    # 45 s left: 2 epochs' time, one of them kept for tuning
+])
+def test_epochs_within_budget_by_hand(spent, per_epoch, most, expected):
+    assert epochs_within_budget(600, spent, per_epoch, 3, most) == expected

@@ -1,0 +1,30 @@
+"""TIME_BUDGET: a run trains the epochs that fit, over a schedule that spans them."""
+import torch
+
+import train
+
+TINY = ["--input-image-width", "32", "--input-image-height", "32", "--batch-size", "16",
+        "--num-levels", "2"]
+
+
+def test_a_spent_budget_ends_the_run_with_its_schedule(tmp_path, synthetic_folder, capsys):
+    # a budget of 0.06 s is spent by the first epochs: the run plans on after
+    # the 3rd of its 6 epochs, and the cosine that spanned 6 now ends there
+    common = ["--dataset-path", synthetic_folder, "--base-output", str(tmp_path), *TINY,
+              "--num-epochs", "6", "--lr-schedule", "cosine", "--time-budget", "0.001"]
+    train.main(common)
+    state = torch.load(tmp_path / "checkpoint.pth", weights_only=True)
+    assert state["epoch"] == 3 and state["planned_epochs"] == 3
+    assert state["optimizer"]["param_groups"][0]["lr"] == 0
+    assert "--num-epochs 3 --time-budget 0" in capsys.readouterr().out
+
+    # the plan is part of the run: resuming it does not train epochs 4 to 6
+    train.main([*common, "--resume"])
+    assert "already has 3 epochs" in capsys.readouterr().out
+
+
+def test_without_a_budget_every_epoch_is_trained(tmp_path, synthetic_folder):
+    train.main(["--dataset-path", synthetic_folder, "--base-output", str(tmp_path), *TINY,
+                "--num-epochs", "4", "--lr-schedule", "cosine"])
+    state = torch.load(tmp_path / "checkpoint.pth", weights_only=True)
+    assert state["epoch"] == 4 and state["planned_epochs"] is None
