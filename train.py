@@ -298,8 +298,8 @@ def fit_budget(settings, epochs_done, max_epochs, spent_seconds, epoch_seconds, 
     num_epochs = epochs_within_budget(settings.TIME_BUDGET * 60, spent_seconds, epoch_seconds,
                                       epochs_done, max_epochs)
     tqdm.write(f"[INFO] {epoch_seconds:.1f} s per epoch: {num_epochs} epochs fit the "
-               f"{settings.TIME_BUDGET:g}-minute budget (TIME_BUDGET); repeat this run "
-               f"with --num-epochs {num_epochs} --time-budget 0")
+               f"{settings.TIME_BUDGET:g}-minute budget (TIME_BUDGET); as many on any "
+               f"machine: --num-epochs {num_epochs} --time-budget 0")
     return num_epochs
 
 
