@@ -183,11 +183,12 @@ def train(settings, context, resume=False):
     num_epochs, planned_epochs = settings.NUM_EPOCHS, None
     if resume:
         state = load_training_state(settings.CHECKPOINT_PATH, arguments)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
         if settings.TIME_BUDGET and state.get("planned_epochs"):
+            # built before the optimizer's state is loaded, which holds the rate to go on with
             num_epochs = planned_epochs = min(state["planned_epochs"], num_epochs)
             scheduler = build_scheduler(settings, opt, len(trainLoader), num_epochs)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
         if scaler is not None and state["scaler"] is not None:
             scaler.load_state_dict(state["scaler"])
         if scheduler is not None and state.get("scheduler") is not None:

@@ -1,4 +1,5 @@
 """TIME_BUDGET: a run trains the epochs that fit, over a schedule that spans them."""
+import pytest
 import torch
 
 import train
@@ -28,3 +29,33 @@ def test_without_a_budget_every_epoch_is_trained(tmp_path, synthetic_folder):
                 "--num-epochs", "4", "--lr-schedule", "cosine"])
     state = torch.load(tmp_path / "checkpoint.pth", weights_only=True)
     assert state["epoch"] == 4 and state["planned_epochs"] is None
+
+
+def test_a_budgeted_run_resumed_after_its_plan_ends_as_if_never_stopped(
+        tmp_path, synthetic_folder, monkeypatch):
+    # the plan is fixed at 5 of 8 epochs (the real one depends on the clock);
+    # one run is stopped during epoch 5, after the plan, and resumed
+    monkeypatch.setattr(train, "epochs_within_budget", lambda *args: 5)
+    common = ["--dataset-path", synthetic_folder, *TINY, "--num-epochs", "8",
+              "--lr-schedule", "cosine", "--time-budget", "1"]
+    train.main([*common, "--base-output", str(tmp_path / "straight")])
+
+    real_epoch, calls = train.train_one_epoch, []
+
+    def interrupted_on_fifth_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_one_epoch", interrupted_on_fifth_epoch)
+    with pytest.raises(SystemExit):
+        train.main([*common, "--base-output", str(tmp_path / "resumed")])
+    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    train.main([*common, "--base-output", str(tmp_path / "resumed"), "--resume"])
+
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pth", weights_only=True)
+    resumed = torch.load(tmp_path / "resumed" / "checkpoint.pth", weights_only=True)
+    assert straight["epoch"] == resumed["epoch"] == 5
+    assert all(torch.equal(straight["model"][name], resumed["model"][name])
+               for name in straight["model"])
