@@ -32,7 +32,7 @@ PRESETS = {
         "MICRO_BATCH_SIZE": 0,
         # more epochs keep paying, so the preset trains as many as fit in 55
         # minutes, up to 200: all 200 on a 2-core AVX-512 CPU trained the fast
-        # way (`torchrun --standalone --nproc_per_node 2`, 15 s an epoch, 50
+        # way (`torchrun --standalone --nproc_per_node 2`, 15 s an epoch, 50-54
         # minutes), where they scored more than 80; about 75 by the epoch times
         # of a 2-core AVX2 one (40-45 s) (README "Accuracy")
         "NUM_EPOCHS": 200,
