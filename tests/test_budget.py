@@ -1,5 +1,4 @@
 """TIME_BUDGET: a run trains the epochs that fit, over a schedule that spans them."""
-import pytest
 import torch
 
 import train
@@ -32,26 +31,14 @@ def test_without_a_budget_every_epoch_is_trained(tmp_path, synthetic_folder):
 
 
 def test_a_budgeted_run_resumed_after_its_plan_ends_as_if_never_stopped(
-        tmp_path, synthetic_folder, monkeypatch):
+        tmp_path, synthetic_folder, monkeypatch, run_stopped_during_epoch):
     # the plan is fixed at 5 of 8 epochs (the real one depends on the clock);
     # one run is stopped during epoch 5, after the plan, and resumed
     monkeypatch.setattr(train, "epochs_within_budget", lambda *args: 5)
     common = ["--dataset-path", synthetic_folder, *TINY, "--num-epochs", "8",
               "--lr-schedule", "cosine", "--time-budget", "1"]
     train.main([*common, "--base-output", str(tmp_path / "straight")])
-
-    real_epoch, calls = train.train_one_epoch, []
-
-    def interrupted_on_fifth_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(train, "train_one_epoch", interrupted_on_fifth_epoch)
-    with pytest.raises(SystemExit):
-        train.main([*common, "--base-output", str(tmp_path / "resumed")])
-    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    run_stopped_during_epoch([*common, "--base-output", str(tmp_path / "resumed")], 5)
     train.main([*common, "--base-output", str(tmp_path / "resumed"), "--resume"])
 
     straight = torch.load(tmp_path / "straight" / "checkpoint.pth", weights_only=True)

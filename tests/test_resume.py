@@ -23,31 +23,18 @@ def last_weights(output):
 
 
 @pytest.mark.parametrize("ema_decay", ["0", "0.9"])
-def test_resumed_run_equals_uninterrupted_run(tmp_path, synthetic_folder, monkeypatch, capsys,
-                                              ema_decay):
+def test_resumed_run_equals_uninterrupted_run(tmp_path, synthetic_folder, capsys, ema_decay,
+                                              run_stopped_during_epoch):
     common = ["--dataset-path", synthetic_folder, "--num-epochs", "3", *TINY,
               "--ema-decay", ema_decay]
     train.main([*common, "--base-output", str(tmp_path / "straight")])
 
-    # interrupt during the third epoch, as Ctrl-C would
-    real_epoch = train.train_one_epoch
-    calls = []
-
-    def interrupted_on_third_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(train, "train_one_epoch", interrupted_on_third_epoch)
     output = str(tmp_path / "interrupted")
-    with pytest.raises(SystemExit) as exit_info:
-        train.main([*common, "--base-output", output])
-    assert "--resume" in str(exit_info.value.code)
+    stopped = run_stopped_during_epoch([*common, "--base-output", output], 3)
+    assert "--resume" in str(stopped.code)
     _, _, metadata = load_model(os.path.join(output, "unet_tgs_salt_last.pth"))
     assert metadata["epoch"] == 2
 
-    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
     train.main([*common, "--base-output", output, "--resume"])
     straight, resumed = last_weights(str(tmp_path / "straight")), last_weights(output)
     assert all(torch.equal(straight[name], resumed[name]) for name in straight)
