@@ -222,63 +222,63 @@ def train(settings, context, resume=False):
     # the time of earlier processes of a resumed run counts against the budget
     spent_before = sum(row["seconds"] for row in history)
     loop_started = time.perf_counter()
-    bar = tqdm(desc="epochs", unit="epoch", initial=first_epoch - 1, total=num_epochs,
-               disable=not context.is_main)
-    epoch = first_epoch
-    while epoch <= num_epochs:
-        started = time.perf_counter()
-        if context.distributed:
-            trainLoader.sampler.set_epoch(epoch)
-        train_loss = train_one_epoch(unet, trainLoader, lossFunc, opt, device, scaler=scaler,
-                                     scheduler=scheduler, average=average,
-                                     micro_batch=settings.MICRO_BATCH_SIZE,
-                                     max_grad_norm=settings.GRAD_CLIP,
-                                     reduce_sum=reduce_sum, **fast, **bars)
-        distributed.share_buffers(evaluated, context)
-        # the epochs are ranked without mirror images, which would double
-        # validation's cost every epoch; the tuning after training uses them
-        totals = evaluate(evaluated, testLoader, lossFunc, device, settings.THRESHOLD,
-                          **fast, **bars)
-        reduce_sum(totals.sums)
-        val = totals.means()
-        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
-               "val_iou": val["iou"], "val_dice": val["dice"], "val_score": val["score"],
-               "seconds": time.perf_counter() - started}
-        history.append(row)
-        tqdm.write(f"[INFO] epoch {epoch}/{num_epochs}  train loss {train_loss:.4f}  "
-                   f"val loss {val['loss']:.4f}  IoU {val['iou']:.4f}  Dice {val['dice']:.4f}  "
-                   f"score {val['score']:.4f}  ({row['seconds']:.1f} s)")
-        if (settings.TIME_BUDGET and planned_epochs is None
-                and PLAN_AFTER_EPOCHS <= epoch < num_epochs):
-            now = time.perf_counter()
-            num_epochs = planned_epochs = fit_budget(
-                settings, epoch, num_epochs, spent_before + now - run_started,
-                (now - loop_started) / (epoch - first_epoch + 1), reduce_max)
-            bar.total = num_epochs
-            scheduler = build_scheduler(settings, opt, len(trainLoader), num_epochs,
-                                        steps_done=epoch * len(trainLoader))
+    with tqdm(desc="epochs", unit="epoch", initial=first_epoch - 1, total=num_epochs,
+              disable=not context.is_main) as bar:
+        epoch = first_epoch
+        while epoch <= num_epochs:
+            started = time.perf_counter()
+            if context.distributed:
+                trainLoader.sampler.set_epoch(epoch)
+            train_loss = train_one_epoch(unet, trainLoader, lossFunc, opt, device,
+                                         scaler=scaler, scheduler=scheduler, average=average,
+                                         micro_batch=settings.MICRO_BATCH_SIZE,
+                                         max_grad_norm=settings.GRAD_CLIP,
+                                         reduce_sum=reduce_sum, **fast, **bars)
+            distributed.share_buffers(evaluated, context)
+            # the epochs are ranked without mirror images, which would double
+            # validation's cost every epoch; the tuning after training uses them
+            totals = evaluate(evaluated, testLoader, lossFunc, device, settings.THRESHOLD,
+                              **fast, **bars)
+            reduce_sum(totals.sums)
+            val = totals.means()
+            row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
+                   "val_iou": val["iou"], "val_dice": val["dice"], "val_score": val["score"],
+                   "seconds": time.perf_counter() - started}
+            history.append(row)
+            tqdm.write(f"[INFO] epoch {epoch}/{num_epochs}  train loss {train_loss:.4f}  "
+                       f"val loss {val['loss']:.4f}  IoU {val['iou']:.4f}  "
+                       f"Dice {val['dice']:.4f}  score {val['score']:.4f}  "
+                       f"({row['seconds']:.1f} s)")
+            if (settings.TIME_BUDGET and planned_epochs is None
+                    and PLAN_AFTER_EPOCHS <= epoch < num_epochs):
+                now = time.perf_counter()
+                num_epochs = planned_epochs = fit_budget(
+                    settings, epoch, num_epochs, spent_before + now - run_started,
+                    (now - loop_started) / (epoch - first_epoch + 1), reduce_max)
+                bar.total = num_epochs
+                scheduler = build_scheduler(settings, opt, len(trainLoader), num_epochs,
+                                            steps_done=epoch * len(trainLoader))
 
-        improved = val["score"] > best_score
-        best_score = max(best_score, val["score"])
-        if context.is_main:
-            # everything is written every epoch, so an interrupted run loses at
-            # most the epoch in progress; the checkpoint goes last, so that a run
-            # resumed from it finds every other file of its epoch already written
-            metadata = {"epoch": epoch, "metrics": val, "settings": _plain(settings),
-                        "prediction": prediction}
-            save_model(settings.LAST_MODEL_PATH, evaluated, arguments, **metadata)
-            if improved:
-                save_model(settings.MODEL_PATH, evaluated, arguments, **metadata)
-            write_csv(settings.HISTORY_PATH, history)
-            plot_history(history, settings.PLOT_PATH)
-            save_training_state(settings.CHECKPOINT_PATH, model=model, optimizer=opt,
-                                arguments=arguments, epoch=epoch, history=history,
-                                best_score=best_score, loader_generator=shuffle_generator,
-                                scaler=scaler, scheduler=scheduler, average=average,
-                                planned_epochs=planned_epochs)
-        bar.update()
-        epoch += 1
-    bar.close()
+            improved = val["score"] > best_score
+            best_score = max(best_score, val["score"])
+            if context.is_main:
+                # everything is written every epoch, so an interrupted run loses at
+                # most the epoch in progress; the checkpoint goes last, so that a run
+                # resumed from it finds every other file of its epoch already written
+                metadata = {"epoch": epoch, "metrics": val, "settings": _plain(settings),
+                            "prediction": prediction}
+                save_model(settings.LAST_MODEL_PATH, evaluated, arguments, **metadata)
+                if improved:
+                    save_model(settings.MODEL_PATH, evaluated, arguments, **metadata)
+                write_csv(settings.HISTORY_PATH, history)
+                plot_history(history, settings.PLOT_PATH)
+                save_training_state(settings.CHECKPOINT_PATH, model=model, optimizer=opt,
+                                    arguments=arguments, epoch=epoch, history=history,
+                                    best_score=best_score, loader_generator=shuffle_generator,
+                                    scaler=scaler, scheduler=scheduler, average=average,
+                                    planned_epochs=planned_epochs)
+            bar.update()
+            epoch += 1
     if not distributed.replicas_identical(model, context):
         raise TrainingDiverged("the processes ended with different weights; "
                                "this is a bug, please report it")

@@ -32,6 +32,9 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, synthetic_folder, capsys
     output = str(tmp_path / "interrupted")
     stopped = run_stopped_during_epoch([*common, "--base-output", output], 3)
     assert "--resume" in str(stopped.code)
+    # the progress bars are closed on the way out, so the message Python
+    # prints next starts on its own line instead of after a half-drawn bar
+    assert capsys.readouterr().err.endswith("\n")
     _, _, metadata = load_model(os.path.join(output, "unet_tgs_salt_last.pth"))
     assert metadata["epoch"] == 2
 
