@@ -1,10 +1,34 @@
 """Random changes to training samples, applied jointly to image and mask.
 
 torchvision.transforms.v2 moves a ``tv_tensors.Mask`` with every geometric
-change of its image (nearest-neighbour, so it stays binary) and leaves it
-alone in photometric ones, so the pair stays aligned by construction.
+change of its image and leaves it alone in photometric ones, so the pair
+stays aligned by construction. The one exception is resampling: v2 resizes
+masks by plain nearest neighbour, off its image's grid, so the zoom is our own.
 """
+import torch
+from torchvision import transforms as v1
+from torchvision import tv_tensors
 from torchvision.transforms import v2
+
+from pyimagesearch.dataset import resize_mask
+
+
+class RandomZoom:
+    """With probability ``p``, crop a random part of the pair (a share
+    ``scale`` of the area, of aspect ratio within ``ratio``) and resize it
+    back to ``size``, the mask as ``dataset.resize_mask`` does."""
+
+    def __init__(self, size, p=0.5, scale=(0.7, 1.0), ratio=(0.85, 1.18)):
+        self.size, self.p, self.scale, self.ratio = list(size), p, scale, ratio
+
+    def __call__(self, image, mask):
+        if torch.rand(1).item() >= self.p:
+            return image, mask
+        top, left, height, width = v1.RandomResizedCrop.get_params(image, self.scale, self.ratio)
+        image = v2.functional.resized_crop(image, top, left, height, width, self.size,
+                                           antialias=True)
+        mask = v2.functional.crop(mask.as_subclass(torch.Tensor), top, left, height, width)
+        return image, tv_tensors.Mask(resize_mask(mask, self.size))
 
 
 def training_transforms(size, augment):
@@ -17,7 +41,6 @@ def training_transforms(size, augment):
         v2.RandomHorizontalFlip(),
         # a zoom into 70-100% of the tile, shifted at random: new positions
         # and scales without the empty borders that a plain shift leaves
-        v2.RandomApply([v2.RandomResizedCrop(size, scale=(0.7, 1.0), ratio=(0.85, 1.18),
-                                             antialias=True)], p=0.5),
+        RandomZoom(size),
         v2.RandomApply([v2.ColorJitter(brightness=0.15, contrast=0.15)], p=0.5),
     ])

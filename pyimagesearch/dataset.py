@@ -31,7 +31,10 @@ def list_image_files(folder):
                              for part in os.path.relpath(path, folder).split(os.sep)))
 
 
-def _by_stem(files, folder):
+def by_stem(files, folder):
+    """{name without extension (relative to ``folder``): path}; two files that
+    would share a name (``a.png`` and ``a.jpg``) are refused, since every
+    output and every pairing is by that name."""
     stems = {}
     for path in files:
         stem = os.path.splitext(os.path.relpath(path, folder))[0]
@@ -49,8 +52,8 @@ def pair_image_mask_paths(image_folder, mask_folder):
         if not os.path.isdir(folder):
             raise DataError(f"the {kind} folder {folder} does not exist; put the "
                             f"{kind}s there or point to them with the dataset flags")
-    images = _by_stem(list_image_files(image_folder), image_folder)
-    masks = _by_stem(list_image_files(mask_folder), mask_folder)
+    images = by_stem(list_image_files(image_folder), image_folder)
+    masks = by_stem(list_image_files(mask_folder), mask_folder)
     if not images:
         raise DataError(f"no images (.png, .jpg, .bmp, .tif) in {image_folder}")
     unpaired_images = images.keys() - masks.keys()
@@ -75,7 +78,10 @@ def _read(path):
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as error:
         raise DataError(f"cannot read {path}: {error.strerror}") from None
-    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    # ANYDEPTH keeps 16-bit values; ANYCOLOR keeps gray as gray. Unlike
+    # IMREAD_UNCHANGED these flags drop an alpha channel and turn the image as
+    # its EXIF orientation says, as image viewers show it
+    pixels = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR) if data.size else None
     if pixels is None:
         raise DataError(f"{path} is not a readable image (empty, truncated or "
                         f"not an image format OpenCV knows); replace or remove it, or "
@@ -92,9 +98,6 @@ def read_image(path, num_channels):
         raise DataError(f"{path} has {pixels.dtype} pixels; expected 8- or 16-bit")
     if pixels.ndim == 2:
         gray, color = pixels, cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
-    elif pixels.shape[2] == 4:
-        gray = cv2.cvtColor(pixels, cv2.COLOR_BGRA2GRAY)
-        color = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGB)
     else:
         gray = cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
         color = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
@@ -119,10 +122,23 @@ def read_mask(path):
     return (pixels > 0).astype(np.uint8)
 
 
+def resize_mask(mask, size):
+    """A 0/1 mask (uint8) resized as its image is: resampled bilinearly as
+    floats and thresholded at one half.
+
+    Nearest-neighbour resizing, torchvision's choice for ``tv_tensors.Mask``,
+    takes pixels on another grid than the image's bilinear resize and shifts
+    the mask by up to half a source pixel against its image.
+    """
+    resized = v2.functional.resize(mask.as_subclass(torch.Tensor).float(), list(size),
+                                   antialias=True)
+    return (resized > 0.5).to(torch.uint8)
+
+
 def resize_pair(image, mask, size):
-    """Resize jointly: bilinear for the image, nearest for the mask (stays binary)."""
-    resize = v2.Resize(size, antialias=True)
-    return resize(tv_tensors.Image(image), tv_tensors.Mask(mask))
+    """Resize jointly on one pixel grid; the mask stays binary."""
+    image = v2.functional.resize(tv_tensors.Image(image), list(size), antialias=True)
+    return image, tv_tensors.Mask(resize_mask(mask, size))
 
 
 def load_pair(image_path, mask_path, size, num_channels):

@@ -22,6 +22,12 @@ def prediction_rules(settings, metadata):
     return rules
 
 
+def logits_at_size(logits, size):
+    """Logits (N,C,h,w) resampled bilinearly to ``size`` (height, width), on
+    the same half-pixel grid as the images' resize into the network."""
+    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+
+
 def segment_files(model, arguments, image_paths, device, rules, *, batch_size=64,
                   dtype=None, channels_last=False):
     """Yield (path, image, mask) per file: the image as read (HxWxC uint8) and
@@ -44,8 +50,7 @@ def segment_files(model, arguments, image_paths, device, rules, *, batch_size=64
         blank = is_blank(batch)
         for path, image, image_logits, image_blank in zip(chunk, images, logits, blank):
             height, width = image.shape[:2]
-            full_size = F.interpolate(image_logits[None], size=(height, width),
-                                      mode="bilinear", align_corners=False)
+            full_size = logits_at_size(image_logits[None], (height, width))
             # the minimum area was chosen at the network's size
             min_area = rules["min_area"] * height * width / (in_height * in_width)
             mask = to_masks(torch.sigmoid(full_size), rules["threshold"], min_area,

@@ -1,7 +1,9 @@
 """Training augmentation keeps each image and its mask aligned."""
+import numpy as np
 import torch
 from torchvision import tv_tensors
 
+from pyimagesearch import synthetic
 from pyimagesearch.augment import training_transforms
 from pyimagesearch.metrics import iou_per_image
 
@@ -27,3 +29,22 @@ def test_image_and_mask_move_together():
         assert iou_per_image(bright[None], out_mask[None].bool()).item() > 0.85
         changed += not torch.equal(out_mask, mask)
     assert changed >= 20  # it does change most samples
+
+
+def test_the_zoom_keeps_masks_on_their_images_pixel_grid():
+    # an image that shows its own mask: after any zoom, flip and change of
+    # brightness, the image thresholded halfway must still be the mask
+    torch.manual_seed(1)
+    rng = np.random.default_rng(5)
+    transform = training_transforms((101, 101), True)
+    zoomed = 0
+    while zoomed < 30:
+        _, mask = synthetic.make_sample(rng)
+        if not mask.any():
+            continue
+        mask = torch.from_numpy(mask)[None]
+        out_image, out_mask = transform(tv_tensors.Image(mask * 255), tv_tensors.Mask(mask))
+        zoomed += bool(out_image.float().unique().numel() > 2)  # resampling blends pixels
+        out_image = out_image.float()
+        halfway = (out_image.min() + out_image.max()) / 2
+        assert iou_per_image((out_image > halfway)[None], out_mask[None].bool()).item() >= 0.99

@@ -4,9 +4,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from pyimagesearch import synthetic
 from pyimagesearch.dataset import (DataError, SegmentationDataset, load_pair,
                                    pair_image_mask_paths, read_image, read_mask)
+from pyimagesearch.inference import logits_at_size
+from pyimagesearch.metrics import iou_per_image
 
 
 def write(path, pixels):
@@ -170,3 +174,53 @@ def test_synthetic_data_has_the_tgs_quirks(synthetic_folder):
     image = cv2.imread(os.path.join(synthetic_folder, "images", masks[0]), cv2.IMREAD_UNCHANGED)
     assert image.shape == (101, 101, 3)
     assert np.array_equal(image[:, :, 0], image[:, :, 2])
+
+
+def test_masks_keep_their_place_through_the_network_size_and_back(tmp_path):
+    """Images that show their own masks, read at 128x128 as training reads
+    them, must still match their masks there; and a network that returned
+    those masks exactly must give the 101x101 masks back after prediction
+    resizes its output to the image's size."""
+    rng = np.random.default_rng(3)
+    image_paths, mask_paths, originals = [], [], []
+    while len(originals) < 40:
+        _, mask = synthetic.make_sample(rng)
+        if mask.any():
+            name = f"{len(originals)}.png"
+            image_paths.append(write(tmp_path / "images" / name, mask * 255))
+            mask_paths.append(write(tmp_path / "masks" / name, mask))
+            originals.append(torch.from_numpy(mask)[None].bool())
+    dataset = SegmentationDataset(image_paths, mask_paths, size=(128, 128))
+    originals = torch.stack(originals)
+    in_network = dataset.masks.bool()
+    assert iou_per_image(dataset.images > 127, in_network).min() >= 0.99
+    back = logits_at_size(dataset.masks.float() * 2 - 1, (101, 101)) > 0
+    assert iou_per_image(back, originals).min() >= 0.99
+
+
+def test_an_alpha_channel_is_not_salt(tmp_path):
+    salt = np.zeros((12, 12), np.uint8)
+    salt[4:7, 4:7] = 255
+    opaque = np.full_like(salt, 255)
+    rgba = write(tmp_path / "rgba.png", cv2.merge([salt, salt, salt, opaque]))
+    gray_alpha = str(tmp_path / "gray_alpha.png")
+    Image.fromarray(np.dstack([salt, opaque]), mode="LA").save(gray_alpha)
+    for path in (rgba, gray_alpha):
+        mask = read_mask(path)
+        assert mask.sum() == 9 and mask[4:7, 4:7].all(), path
+
+
+def test_the_exif_orientation_is_applied_to_images_and_masks(tmp_path):
+    # a 6-wide, 4-high picture whose EXIF says "turn 90 degrees clockwise":
+    # viewers show it 4 wide and 6 high, its top row as the right column
+    pixels = np.zeros((4, 6), np.uint8)
+    pixels[0] = 255
+    orientation = Image.Exif()
+    orientation[0x0112] = 6
+    for name in ("image.jpg", "mask.png"):
+        Image.fromarray(pixels).save(tmp_path / name, exif=orientation.tobytes())
+    image = read_image(str(tmp_path / "image.jpg"), 1)[:, :, 0]
+    mask = read_mask(str(tmp_path / "mask.png"))
+    assert image.shape == mask.shape == (6, 4)
+    assert (image[:, 3] > 200).all() and (image[:, :2] < 50).all()
+    assert mask[:, 3].all() and not mask[:, :3].any()
