@@ -84,18 +84,21 @@ def main(argv=None):
     settings = settings_from_args(args, parser)
     reuse_freed_memory()
     previous_handler = signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    context = distributed.setup(settings.DEVICE)
-    if not context.is_main:
-        sys.stdout = open(os.devnull, "w")  # one process reports, as in a single run
+    context = None
     try:
+        context = distributed.setup(settings.DEVICE)
+        if not context.is_main:
+            sys.stdout = open(os.devnull, "w")  # one process reports, as in a single run
         train(settings, context, resume=args.resume)
-    except (DataError, OutputError, CheckpointError, TrainingDiverged) as error:
+    except (DataError, OutputError, CheckpointError, TrainingDiverged,
+            distributed.LaunchError) as error:
         sys.exit(f"[ERROR] {error}")
     except KeyboardInterrupt:
         sys.exit("[INFO] interrupted: every finished epoch is saved; continue with "
                  "`python train.py --resume` and the same settings")
     finally:
-        distributed.teardown(context)
+        if context is not None:
+            distributed.teardown(context)
         signal.signal(signal.SIGTERM, previous_handler)
 
 
@@ -239,7 +242,7 @@ def train(settings, context, resume=False):
             # validation's cost every epoch; the tuning after training uses them
             totals = evaluate(evaluated, testLoader, lossFunc, device, settings.THRESHOLD,
                               **fast, **bars)
-            reduce_sum(totals.sums)
+            totals.sums = reduce_sum(totals.sums)
             val = totals.means()
             row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
                    "val_iou": val["iou"], "val_dice": val["dice"], "val_score": val["score"],

@@ -13,6 +13,11 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from pyimagesearch.dataset import DataError
 
 
+class LaunchError(RuntimeError):
+    """torchrun started processes this machine cannot serve; the message says
+    what to change."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Context:
     rank: int = 0
@@ -40,12 +45,25 @@ def setup(device_name):
         return Context(device=device)
     local_rank = int(os.environ["LOCAL_RANK"])
     if device.type == "cuda":
+        _check_enough_gpus()
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     # NCCL for GPUs; Gloo runs anywhere, including CPU-only machines
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, timeout=datetime.timedelta(minutes=10))
     return Context(rank=dist.get_rank(), world_size=dist.get_world_size(), device=device)
+
+
+def _check_enough_gpus():
+    # every rank checks before joining the group, so all of them stop at once
+    # instead of the ranks without a GPU failing while the others wait for them
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+    gpus = torch.cuda.device_count()
+    if processes > gpus:
+        fix = (f"use --nproc_per_node {gpus}, or give --device cpu to train in CPU processes"
+               if gpus else "give --device cpu to train in CPU processes")
+        raise LaunchError(f"torchrun started {processes} processes on this machine but "
+                          f"{gpus} GPU(s) are visible, and each process needs its own: {fix}")
 
 
 def teardown(context):
@@ -58,18 +76,23 @@ def barrier(context):
         dist.barrier()
 
 
-def all_reduce_sum(tensor, context):
-    """The sum of ``tensor`` over every process (in place; returned for chaining)."""
+def _all_reduce(tensor, context, op):
+    # NCCL takes only tensors on the process's GPU, Gloo CPU tensors: every
+    # collective gets its tensor on the context's device
+    tensor = tensor.to(context.device)
     if context.distributed:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        dist.all_reduce(tensor, op=op)
     return tensor
+
+
+def all_reduce_sum(tensor, context):
+    """The sum of ``tensor`` over every process, on the context's device."""
+    return _all_reduce(tensor, context, dist.ReduceOp.SUM)
 
 
 def all_reduce_max(tensor, context):
-    """The largest value of ``tensor`` over every process (in place; returned)."""
-    if context.distributed:
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return tensor
+    """The largest value of ``tensor`` over every process, on the context's device."""
+    return _all_reduce(tensor, context, dist.ReduceOp.MAX)
 
 
 def shard(indices, context):

@@ -188,7 +188,7 @@ def train_one_epoch(model, loader, loss_fn, optimizer, device, *, dtype=None,
         count += len(images)
     totals = torch.stack([loss_sum, torch.tensor(float(count), dtype=torch.float64, device=device)])
     if reduce_sum is not None:
-        reduce_sum(totals)
+        totals = reduce_sum(totals)
     loss_total, count = totals.tolist()
     mean = loss_total / max(count, 1)
     if count and not math.isfinite(mean):

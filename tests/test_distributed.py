@@ -12,13 +12,17 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+import train
+from pyimagesearch import distributed
 from pyimagesearch.checkpoint import load_model
 from pyimagesearch.dataset import SegmentationDataset
 from pyimagesearch.distributed import Context, shard
 from pyimagesearch.engine import evaluate
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--input-image-width", "32", "--input-image-height", "32", "--num-levels", "2",
+# Gloo on CPU processes, also on a machine with GPUs (which would give each
+# process a GPU of its own, and has perhaps only one)
+TINY = ["--device", "cpu", "--input-image-width", "32", "--input-image-height", "32", "--num-levels", "2",
         "--batch-size", "16", "--batch-norm", "true", "--ema-decay", "0.9",
         "--micro-batch-size", "4"]
 
@@ -130,3 +134,38 @@ def test_interrupting_torchrun_stops_every_rank(tmp_path, synthetic_folder):
     _, _, metadata = load_model(str(output / "unet_tgs_salt_last.pth"))
     assert metadata["epoch"] >= 1
     assert not [name for name in os.listdir(output) if ".tmp" in name]
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_more_processes_than_gpus_is_said_by_every_rank(monkeypatch, tmp_path, rank):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("LOCAL_RANK", str(rank))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: pytest.fail("took a GPU"))
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--device", "cuda", "--base-output", str(tmp_path)])
+    message = str(exit_info.value.code)
+    assert "2 processes" in message and "1 GPU(s)" in message
+    assert "--nproc_per_node 1" in message and "--device cpu" in message
+
+
+def test_collectives_get_their_tensors_on_the_contexts_device(monkeypatch):
+    # NCCL refuses CPU tensors; "meta" stands in for a GPU here
+    seen = []
+
+    def record(tensor, *args, **kwargs):
+        seen.append(tensor.device.type)
+
+    for name in ("all_reduce", "broadcast"):
+        monkeypatch.setattr(distributed.dist, name, record)
+    context = Context(rank=0, world_size=2, device=torch.device("meta"))
+    # as the time budget's timing is built, on the CPU
+    cpu_tensor = torch.ones(2, dtype=torch.float64)
+    assert distributed.all_reduce_sum(cpu_tensor, context).device.type == "meta"
+    assert distributed.all_reduce_max(cpu_tensor, context).device.type == "meta"
+    with torch.device("meta"):
+        model = torch.nn.BatchNorm2d(3)
+    distributed.share_buffers(model, context)
+    assert seen and set(seen) == {"meta"}
