@@ -1,5 +1,5 @@
 """The speed benchmark end to end on a few generated images: every way runs
-and the table it prints holds what README's performance table reports."""
+and the table it prints holds what docs/performance.md reports."""
 import os
 import subprocess
 import sys
@@ -9,7 +9,7 @@ PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_the_benchmark_measures_all_three_ways(synthetic_folder):
     result = subprocess.run(
-        [sys.executable, "-m", "pyimagesearch.benchmark", "--dataset-path", synthetic_folder,
+        [sys.executable, "-m", "tools.benchmark", "--dataset-path", synthetic_folder,
          "--limit", "40", "--processes", "2", "--micro-batch", "8"],
         capture_output=True, text=True, cwd=PROJECT, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,7 +1,7 @@
 """The paired comparison of two models' per-image scores, against values worked by hand."""
 import pytest
 
-from pyimagesearch.compare import main, paired_difference
+from tools.compare import main, paired_difference
 
 
 def test_paired_difference_by_hand():

@@ -1,6 +1,6 @@
 """Speed of the pipeline against the tutorial's way of doing the same work.
 
-    python -m pyimagesearch.benchmark --dataset-path ../shared/tgs-salt/train
+    python -m tools.benchmark --dataset-path ../shared/tgs-salt/train
 
 Each way trains the same network (the tutorial variant, 3 levels, 16/32/64
 channels) on the same split for one epoch and then predicts the validation
@@ -245,7 +245,7 @@ def main(argv=None):
         return
 
     peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    module = ["-m", "pyimagesearch.benchmark", "--dataset-path", args.dataset_path,
+    module = ["-m", "tools.benchmark", "--dataset-path", args.dataset_path,
               "--limit", str(args.limit), "--precision", args.precision,
               "--micro-batch", str(args.micro_batch)]
     launches = [[sys.executable, *module, "--way", "tutorial"],

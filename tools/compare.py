@@ -2,7 +2,7 @@
 
     python predict.py --base-output runs/a --evaluate --scores-out runs/a/scores.csv
     python predict.py --base-output runs/b --evaluate --scores-out runs/b/scores.csv
-    python -m pyimagesearch.compare runs/a/scores.csv runs/b/scores.csv
+    python -m tools.compare runs/a/scores.csv runs/b/scores.csv
 
 Both models must have been evaluated on the same images (the same split seed).
 Comparing them image by image removes the variation that comes from which
