@@ -30,7 +30,7 @@ def save_model(path, model, arguments, **metadata):
              for name, tensor in model.state_dict().items()}
     payload = {"format": FORMAT, "version": VERSION, "arguments": arguments,
                "state_dict": state, "metadata": metadata}
-    with atomic_path(path) as temporary:
+    with atomic_path(path, durable=True) as temporary:
         torch.save(payload, temporary)
 
 
@@ -91,7 +91,7 @@ def save_training_state(path, *, model, optimizer, arguments, epoch, history, be
              "planned_epochs": planned_epochs, "torch_rng": torch.get_rng_state(),
              "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
              "loader_rng": loader_generator.get_state()}
-    with atomic_path(path) as temporary:
+    with atomic_path(path, durable=True) as temporary:
         torch.save(state, temporary)
 
 

@@ -3,7 +3,7 @@ import contextlib
 import csv
 import io
 import os
-import tempfile
+import secrets
 
 
 class OutputError(OSError):
@@ -18,26 +18,45 @@ def ensure_folder(folder):
                           f"{error.strerror}; choose another with --base-output") from None
 
 
+def _create_temporary(folder, stem, extension):
+    """A new empty file beside the target, created as ``open()`` would create
+    it (mode 0666 less the umask), unlike mkstemp's private 0600."""
+    while True:
+        temporary = os.path.join(folder, f".{stem}.{secrets.token_hex(4)}.tmp{extension}")
+        try:
+            os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return temporary
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise OutputError(f"cannot write in {folder}: {error.strerror}; "
+                              f"choose another folder with --base-output") from None
+
+
+def _flush_to_disk(path):
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path, durable=False):
     """Yield a temporary path beside ``path``; rename it to ``path`` on success.
 
     The rename is atomic on one file system, so readers see either the old
     file or the complete new one. The temporary name keeps the extension,
     because some writers (matplotlib, OpenCV) choose the format from it.
+    ``durable`` (for models and checkpoints) flushes the content to the disk
+    before the rename, so that a power cut cannot leave an empty file behind
+    the new name.
     """
     folder = os.path.dirname(os.path.abspath(path))
     ensure_folder(folder)
     stem, extension = os.path.splitext(os.path.basename(path))
-    try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{extension}",
-                                             dir=folder)
-    except OSError as error:
-        raise OutputError(f"cannot write in {folder}: {error.strerror}; "
-                          f"choose another folder with --base-output") from None
-    os.close(handle)
+    temporary = _create_temporary(folder, stem, extension)
     try:
         yield temporary
+        if durable:
+            _flush_to_disk(temporary)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
