@@ -324,10 +324,11 @@ def tune_prediction(settings, testDS, device, fast):
     metadata["tuning"] = {"plain_score": plain.item(), "tuned_score": tuned,
                           "cross_fitted_score": unbiased}
     save_model(settings.MODEL_PATH, best_model, arguments, **metadata)
+    halves = (f"{unbiased:.4f} when tuned on one half and scored on the other" if unbiased
+              is not None else "too few images to tune on one half and score the other")
     print(f"[INFO] tuned on the {len(testDS)} validation images: threshold {threshold}, "
           f"minimum salt area {min_area} px, blank images empty; score {plain.item():.4f} "
-          f"-> {tuned:.4f} ({unbiased:.4f} when tuned on one half and scored on the other); "
-          f"stored in {settings.MODEL_PATH}")
+          f"-> {tuned:.4f} ({halves}); stored in {settings.MODEL_PATH}")
 
 
 def _plain(settings):

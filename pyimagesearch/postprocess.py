@@ -65,8 +65,11 @@ def cross_fitted_score(probabilities, targets, blank=None, seed=0):
     score the other half with the values found, and the reverse.
 
     The score of ``tune`` itself is optimistic, since it picks the best of many
-    tries on the very images it reports on.
+    tries on the very images it reports on. None for fewer than 2 images,
+    which leave one half empty.
     """
+    if len(probabilities) < 2:
+        return None
     if blank is None:
         blank = torch.zeros(len(probabilities), dtype=torch.bool)
     order = torch.randperm(len(probabilities), generator=torch.Generator().manual_seed(seed))

@@ -46,6 +46,17 @@ def test_batch_size_larger_than_the_data_still_trains(tmp_path, small_data):
     assert (output / "unet_tgs_salt.pth").exists()
 
 
+def test_tuning_on_a_one_image_validation_split_finishes(tmp_path, small_data, capsys):
+    # 12 images and TEST_SPLIT 0.05 hold out one image, too few to cross-fit
+    output = tmp_path / "out"
+    train.main(["--dataset-path", small_data, "--base-output", str(output), *TINY,
+                "--test-split", "0.05", "--tune-threshold", "true"])
+    assert "1 for validation" in capsys.readouterr().out
+    _, _, metadata = load_model(str(output / "unet_tgs_salt.pth"))
+    assert metadata["tuning"]["cross_fitted_score"] is None
+    assert 0 < metadata["prediction"]["threshold"] < 1
+
+
 def test_corrupt_image_is_named(tmp_path, small_data):
     victim = os.path.join(small_data, "images", "synthetic_00003.png")
     with open(victim, "r+b") as handle:

@@ -58,3 +58,10 @@ def test_cross_fitting_does_not_report_the_lucky_best():
 def test_to_masks_threshold_is_strict():
     masks = to_masks(torch.tensor([0.5, 0.51]).reshape(1, 1, 1, 2), 0.5)
     assert masks.flatten().tolist() == [False, True]
+
+
+def test_cross_fitting_needs_two_images():
+    probabilities = torch.full((1, 1, 4, 4), 0.9)
+    targets = torch.ones((1, 1, 4, 4), dtype=torch.bool)
+    assert cross_fitted_score(probabilities, targets) is None
+    assert cross_fitted_score(probabilities.repeat(2, 1, 1, 1), targets.repeat(2, 1, 1, 1)) == 1.0
