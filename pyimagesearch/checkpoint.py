@@ -5,6 +5,7 @@ containers only: a file from an untrusted source cannot run code, and the
 tutorial's pickled whole-module files (which PyTorch >= 2.6 refuses by
 default anyway) are explained rather than executed.
 """
+import inspect
 import os
 import pickle
 import zipfile
@@ -12,15 +13,66 @@ import zipfile
 import torch
 
 from pyimagesearch.files import atomic_path
-from pyimagesearch.model import UNet
+from pyimagesearch.model import VARIANTS, UNet
 
 FORMAT = "pyimagesearch-unet"
 TRAINING_FORMAT = "pyimagesearch-training-state"
 VERSION = 1
 
 
+# a file's network is checked against these before it is built; generous
+# bounds, far above any U-Net that trains on one machine
+MAX_WIDTH = 4096
+MAX_LEVELS = 10
+MAX_SIDE = 16384
+
+
 class CheckpointError(ValueError):
     """A file that is not a model file of this project, or cannot be read."""
+
+
+def _is_count(value, low, high):
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _are_counts(value, low, high, lengths):
+    return (isinstance(value, (list, tuple)) and len(value) in lengths
+            and all(_is_count(item, low, high) for item in value))
+
+
+# UNet constructor argument -> (test, what the stored value must be)
+ARGUMENT_CHECKS = {
+    "encChannels": (lambda v: _are_counts(v, 1, MAX_WIDTH, range(2, MAX_LEVELS + 2)),
+                    f"2 to {MAX_LEVELS + 1} channel counts, each 1 to {MAX_WIDTH}"),
+    "decChannels": (lambda v: _are_counts(v, 1, MAX_WIDTH, range(1, MAX_LEVELS + 1)),
+                    f"1 to {MAX_LEVELS} channel counts, each 1 to {MAX_WIDTH}"),
+    "nbClasses": (lambda v: _is_count(v, 1, MAX_WIDTH), f"a count from 1 to {MAX_WIDTH}"),
+    "retainDim": (lambda v: isinstance(v, bool), "true or false"),
+    "outSize": (lambda v: _are_counts(v, 1, MAX_SIDE, (2,)),
+                f"a (height, width) pair, each 1 to {MAX_SIDE}"),
+    "variant": (lambda v: v in VARIANTS, f"one of {VARIANTS}"),
+    "batchNorm": (lambda v: isinstance(v, bool), "true or false"),
+}
+UNET_PARAMETERS = tuple(inspect.signature(UNet.__init__).parameters)[1:]
+
+
+def check_arguments(arguments, path):
+    """Refuse stored constructor arguments that UNet would not take or that
+    ask for an absurd network, before anything is built from them."""
+    if not isinstance(arguments, dict):
+        raise CheckpointError(f"{path} holds no network description (its 'arguments' "
+                              f"are {type(arguments).__name__}, not a dict)")
+    missing = [name for name in UNET_PARAMETERS if name not in arguments]
+    unknown = [name for name in arguments if name not in UNET_PARAMETERS]
+    if missing or unknown:
+        raise CheckpointError(f"{path} describes its network with "
+                              + "; ".join(f"{kind} arguments: {', '.join(map(str, names))}"
+                                          for kind, names in (("missing", missing),
+                                                              ("unknown", unknown)) if names))
+    for name, (test, expected) in ARGUMENT_CHECKS.items():
+        if not test(arguments[name]):
+            raise CheckpointError(f"{path} stores {name} = {arguments[name]!r}, which is "
+                                  f"not {expected}")
 
 
 def save_model(path, model, arguments, **metadata):
@@ -49,10 +101,13 @@ def _load_checked(path, expected_format, what):
     if not isinstance(payload, dict) or payload.get("format") != expected_format:
         raise CheckpointError(f"{path} is a PyTorch file but not a {what} of "
                               f"this project (no '{expected_format}' format marker)")
-    if payload.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path} was written by a newer version of this project "
-                              f"(file version {payload['version']}, this one reads "
-                              f"up to {VERSION})")
+    version = payload.get("version", 0)
+    if not _is_count(version, 0, VERSION):
+        if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+            raise CheckpointError(f"{path} was written by a newer version of this project "
+                                  f"(file version {version}, this one reads up to {VERSION})")
+        raise CheckpointError(f"{path} has the file version {version!r}, not a number "
+                              f"from 0 to {VERSION}")
     return payload
 
 
@@ -61,20 +116,41 @@ def read_model_file(path):
     if not os.path.exists(path):
         raise CheckpointError(f"no model file at {path}; train one first with "
                               f"`python train.py` (or give --model-path)")
-    return _load_checked(path, FORMAT, "model file")
+    payload = _load_checked(path, FORMAT, "model file")
+    check_arguments(payload.get("arguments"), path)
+    state_dict = payload.get("state_dict")
+    if not (isinstance(state_dict, dict)
+            and all(isinstance(value, torch.Tensor) for value in state_dict.values())):
+        raise CheckpointError(f"{path} holds no weights (its 'state_dict' is not a "
+                              f"dict of tensors)")
+    if not isinstance(payload.get("metadata", {}), dict):
+        raise CheckpointError(f"{path} has metadata that is not a dict")
+    return payload
 
 
 def load_model(path, device="cpu"):
     """(model, arguments, metadata); the network is rebuilt from the file's own
-    arguments, so a file trained with other settings loads as it was trained."""
+    arguments, so a file trained with other settings loads as it was trained.
+
+    The network is laid out on the "meta" device, which allocates nothing, and
+    takes the file's tensors as its weights: a file whose arguments ask for a
+    far larger network than its weights fill is refused without building it.
+    """
     payload = read_model_file(path)
-    model = UNet(**payload["arguments"])
     try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as error:
+        with torch.device("meta"):
+            model = UNet(**payload["arguments"])
+        model.load_state_dict(payload["state_dict"], assign=True)
+    except (RuntimeError, ValueError) as error:
         raise CheckpointError(f"the weights in {path} do not fit the network its "
                               f"settings describe: {str(error).splitlines()[0]}") from None
-    return model.to(device).eval(), payload["arguments"], payload["metadata"]
+    model = model.float().to(device).eval()
+    return model, payload["arguments"], payload.get("metadata", {})
+
+
+# what --resume reads from a training checkpoint
+_TRAINING_KEYS = ("epoch", "history", "best_score", "model", "optimizer", "scaler",
+                  "torch_rng", "cuda_rng", "loader_rng")
 
 
 def save_training_state(path, *, model, optimizer, arguments, epoch, history, best_score,
@@ -101,6 +177,11 @@ def load_training_state(path, arguments):
         raise CheckpointError(f"nothing to resume: no checkpoint at {path} (it is written "
                               f"after every epoch; check --base-output)")
     state = _load_checked(path, TRAINING_FORMAT, "training checkpoint")
+    check_arguments(state.get("arguments"), path)
+    missing = [key for key in _TRAINING_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"{path} lacks parts of a training checkpoint: "
+                              f"{', '.join(missing)}; start afresh without --resume")
     differences = [f"{key} {state['arguments'].get(key)} in the checkpoint, {value} now"
                    for key, value in arguments.items() if state["arguments"].get(key) != value]
     if differences:
@@ -111,7 +192,13 @@ def load_training_state(path, arguments):
 
 
 def restore_rng(state, loader_generator):
+    """Put the random generators back as they were when ``state`` was saved.
+
+    A run resumed on a machine with fewer GPUs than it started on restores the
+    generators of the GPUs it has; the others are not there to be restored.
+    """
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+        for index, cuda_state in enumerate(state["cuda_rng"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
     loader_generator.set_state(state["loader_rng"])

@@ -1,9 +1,11 @@
 import pickle
+import resource
 
 import pytest
 import torch
 
-from pyimagesearch.checkpoint import CheckpointError, load_model, save_model
+from pyimagesearch.checkpoint import (ARGUMENT_CHECKS, UNET_PARAMETERS, CheckpointError,
+                                      load_model, restore_rng, save_model)
 from pyimagesearch.model import UNet, unet_arguments
 
 
@@ -69,3 +71,75 @@ def test_a_plain_state_dict_is_refused_with_an_explanation(tmp_path):
 def test_missing_model_file_says_to_train_first(tmp_path):
     with pytest.raises(CheckpointError, match="train"):
         load_model(tmp_path / "absent.pth")
+
+
+def _saved(tmp_path, change):
+    """A model file whose payload ``change`` has altered."""
+    arguments = unet_arguments(num_levels=2, base_filters=4, size=(16, 16))
+    path = tmp_path / "model.pth"
+    save_model(path, UNet(**arguments), arguments, epoch=1)
+    payload = torch.load(path, weights_only=True)
+    change(payload)
+    torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda p: p["arguments"].pop("outSize"), "missing arguments: outSize"),
+    (lambda p: p["arguments"].update(colour="red"), "unknown arguments: colour"),
+    (lambda p: p["arguments"].update(encChannels=["1", "4", "8"]), "encChannels"),
+    (lambda p: p["arguments"].update(batchNorm="yes"), "batchNorm"),
+    (lambda p: p.update(arguments=[1, 2]), "no network description"),
+    (lambda p: p.update(version="1"), "file version '1'"),
+    (lambda p: p.update(version=7), "newer version"),
+    (lambda p: p.pop("state_dict"), "holds no weights"),
+    (lambda p: p["state_dict"].update({"head.weight": torch.zeros(1, 1, 1, 1)}), "do not fit"),
+])
+def test_a_malformed_model_file_is_a_clear_error(tmp_path, change, message):
+    with pytest.raises(CheckpointError, match=message):
+        load_model(_saved(tmp_path, change))
+
+
+def test_absurd_widths_are_refused_before_anything_is_built(tmp_path):
+    # a network this wide would need terabytes
+    def widen(payload):
+        payload["arguments"].update(encChannels=[1, 10 ** 6, 2 * 10 ** 6],
+                                    decChannels=[2 * 10 ** 6, 10 ** 6])
+    with pytest.raises(CheckpointError, match="encChannels"):
+        load_model(_saved(tmp_path, widen))
+
+
+def test_widths_larger_than_the_weights_are_refused_without_building(tmp_path):
+    # within the bounds, but 4096 channels at two levels would take 600 MB
+    # to build: the weights in the file decide before anything is allocated
+    def widen(payload):
+        payload["arguments"].update(encChannels=[1, 4096, 4096], decChannels=[4096, 4096])
+    started = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_model(_saved(tmp_path, widen))
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - started) / 1024
+    assert grown_mb < 200
+
+
+def test_every_unet_argument_is_checked():
+    assert set(ARGUMENT_CHECKS) == set(UNET_PARAMETERS)
+
+
+def test_resuming_with_fewer_gpus_restores_those_there_are(monkeypatch):
+    # a checkpoint written on 2 GPUs, resumed on a machine with 1
+    restored = []
+
+    def set_rng_state(state, device="cuda"):
+        if device not in (0, "cuda", torch.device("cuda", 0)):
+            raise IndexError("list index out of range")
+        restored.append(device)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_rng_state)
+    monkeypatch.setattr(torch.cuda.random, "set_rng_state", set_rng_state)
+    generator = torch.Generator()
+    state = {"torch_rng": torch.get_rng_state(), "loader_rng": generator.get_state(),
+             "cuda_rng": [torch.zeros(16, dtype=torch.uint8)] * 2}
+    restore_rng(state, generator)
+    assert len(restored) == 1
