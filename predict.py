@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from pyimagesearch.checkpoint import CheckpointError, load_model
 from pyimagesearch.cli import build_parser, settings_from_args
-from pyimagesearch.dataset import DataError, list_image_files, read_mask
+from pyimagesearch.dataset import DataError, by_stem, list_image_files, read_mask
 from pyimagesearch.engine import autocast_dtype, prepare_model, reuse_freed_memory
 from pyimagesearch.files import OutputError, atomic_path, ensure_folder, write_csv
 from pyimagesearch.inference import prediction_rules, segment_files
@@ -92,12 +92,28 @@ def evaluate_test_split(settings, model, arguments, device, rules, options, scor
 
 
 def input_images(input_folder):
+    """The images of ``input_folder``, each with a name of its own: their
+    masks and submission rows are named after them."""
     if not os.path.isdir(input_folder):
         raise DataError(f"the input folder {input_folder} does not exist")
     paths = list_image_files(input_folder)
     if not paths:
         raise DataError(f"no images (.png, .jpg, .bmp, .tif) in {input_folder}")
+    by_stem(paths, input_folder)
     return paths
+
+
+def mask_targets(paths, input_folder, masks_folder):
+    """Where each image's mask goes; never over an input image."""
+    targets = [os.path.join(masks_folder, os.path.splitext(os.path.relpath(path, input_folder))[0]
+                            + ".png") for path in paths]
+    inputs = {os.path.realpath(path) for path in paths}
+    overwritten = [target for target in targets if os.path.realpath(target) in inputs]
+    if overwritten:
+        raise DataError(f"--masks-out {masks_folder} would write masks over "
+                        f"{len(overwritten)} input image(s), e.g. {overwritten[0]}; "
+                        f"choose another folder for the masks")
+    return targets
 
 
 def predict_folder(model, arguments, device, rules, options, input_folder, masks_folder,
@@ -105,17 +121,19 @@ def predict_folder(model, arguments, device, rules, options, input_folder, masks
     """Segment every image of ``input_folder``: a 0/255 PNG per image into
     ``masks_folder`` and/or one run-length line per image into ``submission``."""
     paths = input_images(input_folder)
+    targets = None
     if masks_folder:
+        targets = mask_targets(paths, input_folder, masks_folder)
         ensure_folder(masks_folder)
     rows = []
     predictions = segment_files(model, arguments, paths, device, rules, **options)
-    for path, _, mask in tqdm(predictions, total=len(paths), desc="predicting", unit="image"):
+    for index, (path, _, mask) in enumerate(tqdm(predictions, total=len(paths),
+                                                  desc="predicting", unit="image")):
         name = os.path.splitext(os.path.relpath(path, input_folder))[0]
-        if masks_folder:
-            target = os.path.join(masks_folder, name + ".png")
-            with atomic_path(target) as temporary:
+        if targets:
+            with atomic_path(targets[index]) as temporary:
                 if not cv2.imwrite(temporary, mask * 255):
-                    raise OutputError(f"cannot write the mask {target}")
+                    raise OutputError(f"cannot write the mask {targets[index]}")
         rows.append({"id": name, "rle_mask": encode(mask)})
     if masks_folder:
         print(f"[INFO] wrote {len(paths)} masks (0 or 255, each at its image's size) "
@@ -140,7 +158,7 @@ def main(argv=None):
     parser.add_argument("--scores-out", metavar="FILE.csv",
                         help="with --evaluate: write each image's IoU, Dice, score and "
                              "salt areas (true and predicted, in pixels), for "
-                             "`python -m pyimagesearch.compare`")
+                             "`python -m tools.compare`")
     args = parser.parse_args(argv)
     settings = settings_from_args(args, parser)
     if bool(args.input) != bool(args.masks_out or args.submission):

@@ -1,5 +1,6 @@
 """Bad input and faults: each answered by one clear line, with nothing lost."""
 import os
+import shutil
 
 import pytest
 
@@ -154,3 +155,25 @@ def test_input_without_masks_out_is_a_usage_error(trained_output, capsys):
         predict.main(["--base-output", trained_output, "--input", "somewhere"])
     assert exit_info.value.code == 2
     assert "--masks-out" in capsys.readouterr().err
+
+
+def test_predict_refuses_two_inputs_with_one_name(tmp_path, trained_output, small_data):
+    folder = tmp_path / "input"
+    folder.mkdir()
+    for extension in (".png", ".jpg"):
+        shutil.copy(os.path.join(small_data, "images", "synthetic_00001.png"),
+                    folder / f"a{extension}")
+    message = error_of(predict.main, ["--base-output", trained_output, "--input", str(folder),
+                                      "--submission", str(tmp_path / "sub.csv")])
+    assert "a.png" in message and "a.jpg" in message
+    assert not (tmp_path / "sub.csv").exists()
+
+
+def test_predict_never_writes_masks_over_its_input(tmp_path, trained_output, small_data):
+    folder = tmp_path / "input"
+    shutil.copytree(os.path.join(small_data, "images"), folder)
+    before = {name: (folder / name).read_bytes() for name in os.listdir(folder)}
+    message = error_of(predict.main, ["--base-output", trained_output, "--input", str(folder),
+                                      "--masks-out", str(folder)])
+    assert "over" in message and str(folder) in message
+    assert {name: (folder / name).read_bytes() for name in os.listdir(folder)} == before
