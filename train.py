@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pyimagesearch import config, distributed, synthetic
-from pyimagesearch.augment import training_transforms
+from pyimagesearch.augment import augmentation_seed, training_transforms
 from pyimagesearch.checkpoint import (CheckpointError, load_model, load_training_state,
                                       restore_rng, save_model, save_training_state)
 from pyimagesearch.cli import build_parser, settings_from_args
@@ -230,6 +230,7 @@ def train(settings, context, resume=False):
         epoch = first_epoch
         while epoch <= num_epochs:
             started = time.perf_counter()
+            torch.manual_seed(augmentation_seed(settings.SEED, context.rank, epoch))
             if context.distributed:
                 trainLoader.sampler.set_epoch(epoch)
             train_loss = train_one_epoch(unet, trainLoader, lossFunc, opt, device,

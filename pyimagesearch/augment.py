@@ -5,12 +5,24 @@ change of its image and leaves it alone in photometric ones, so the pair
 stays aligned by construction. The one exception is resampling: v2 resizes
 masks by plain nearest neighbour, off its image's grid, so the zoom is our own.
 """
+import numpy as np
 import torch
 from torchvision import transforms as v1
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from pyimagesearch.dataset import resize_mask
+
+
+def augmentation_seed(seed, rank, epoch):
+    """The seed of the random changes that process ``rank`` makes in ``epoch``.
+
+    Each process of a torchrun job gets a stream of its own (the same seed
+    everywhere would make N processes draw N copies of one stream), and each
+    epoch starts from its own seed, so a resumed run draws what an
+    uninterrupted one would have drawn.
+    """
+    return int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0])
 
 
 class RandomZoom:

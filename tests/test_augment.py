@@ -4,7 +4,7 @@ import torch
 from torchvision import tv_tensors
 
 from pyimagesearch import synthetic
-from pyimagesearch.augment import training_transforms
+from pyimagesearch.augment import augmentation_seed, training_transforms
 from pyimagesearch.metrics import iou_per_image
 
 
@@ -48,3 +48,11 @@ def test_the_zoom_keeps_masks_on_their_images_pixel_grid():
         out_image = out_image.float()
         halfway = (out_image.min() + out_image.max()) / 2
         assert iou_per_image((out_image > halfway)[None], out_mask[None].bool()).item() >= 0.99
+
+
+def test_each_process_and_epoch_draws_its_own_changes():
+    seeds = {(rank, epoch): augmentation_seed(42, rank, epoch)
+             for rank in range(4) for epoch in range(1, 4)}
+    assert len(set(seeds.values())) == len(seeds)
+    assert augmentation_seed(42, 1, 2) == seeds[1, 2]  # the same again after a resume
+    assert augmentation_seed(7, 1, 2) != seeds[1, 2]

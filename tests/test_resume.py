@@ -22,11 +22,11 @@ def last_weights(output):
     return model.state_dict()
 
 
-@pytest.mark.parametrize("ema_decay", ["0", "0.9"])
+@pytest.mark.parametrize("ema_decay, augment", [("0", "false"), ("0.9", "true")])
 def test_resumed_run_equals_uninterrupted_run(tmp_path, synthetic_folder, capsys, ema_decay,
-                                              run_stopped_during_epoch):
+                                              augment, run_stopped_during_epoch):
     common = ["--dataset-path", synthetic_folder, "--num-epochs", "3", *TINY,
-              "--ema-decay", ema_decay]
+              "--ema-decay", ema_decay, "--augment", augment]
     train.main([*common, "--base-output", str(tmp_path / "straight")])
 
     output = str(tmp_path / "interrupted")
