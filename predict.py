@@ -18,26 +18,16 @@ from pyimagesearch.cli import build_parser, settings_from_args
 from pyimagesearch.dataset import DataError, by_stem, list_image_files, read_mask
 from pyimagesearch.engine import autocast_dtype, prepare_model, reuse_freed_memory
 from pyimagesearch.files import OutputError, atomic_path, ensure_folder, write_csv
-from pyimagesearch.inference import prediction_rules, segment_files
-from pyimagesearch.metrics import METRICS, score_shortfall
+from pyimagesearch.inference import evaluate_pairs, segment_files
+from pyimagesearch.metrics import summarize
+from pyimagesearch.postprocess import PredictionRules
 from pyimagesearch.plots import display_available, plot_prediction, show_open_figures
 from pyimagesearch.rle import encode
-
-
-def read_test_pairs(path):
-    if not os.path.exists(path):
-        raise DataError(f"no list of test images at {path}; run `python train.py` first "
-                        f"(or give --test-paths)")
-    with open(path, encoding="utf-8") as handle:
-        pairs = [line.rstrip("\n").split("\t") for line in handle if line.strip()]
-    if not pairs or any(len(pair) != 2 for pair in pairs):
-        raise DataError(f"{path} is not a test-paths file written by train.py "
-                        f"(one 'image<TAB>mask' line per test image)")
-    return pairs
+from pyimagesearch.split import read_test_paths
 
 
 def plot_test_predictions(settings, model, arguments, device, rules, options):
-    pairs = read_test_pairs(settings.TEST_PATHS)
+    pairs = read_test_paths(settings.TEST_PATHS)
     rng = np.random.default_rng(settings.SEED)
     chosen = rng.choice(len(pairs), size=min(settings.NUM_PREDICTIONS, len(pairs)), replace=False)
     images = [pairs[i][0] for i in chosen]
@@ -56,34 +46,18 @@ def plot_test_predictions(settings, model, arguments, device, rules, options):
 def evaluate_test_split(settings, model, arguments, device, rules, options, scores_out=None):
     """Metrics of the model on the test split, at each image's original size;
     with ``scores_out`` also each image's metrics, as CSV."""
-    pairs = read_test_pairs(settings.TEST_PATHS)
-    per_image = {name: [] for name in METRICS}
-    areas = {"salt_pixels": [], "predicted_pixels": []}
-    predictions = segment_files(model, arguments, [image for image, _ in pairs], device,
-                                rules, **options)
-    for (_, mask_path), (_, _, predicted) in tqdm(zip(pairs, predictions), total=len(pairs),
-                                                  desc="evaluating", unit="image"):
-        truth = torch.from_numpy(read_mask(mask_path))[None]
-        predicted = torch.from_numpy(predicted)[None]
-        for name, metric in METRICS.items():
-            per_image[name].append(metric(predicted, truth).item())
-        areas["salt_pixels"].append(int(truth.count_nonzero()))
-        areas["predicted_pixels"].append(int(predicted.count_nonzero()))
-    scores = np.array(per_image["score"])
-    # the spread of the mean that comes from which images happen to be in the split
-    standard_error = scores.std(ddof=1) / np.sqrt(len(scores)) if len(scores) > 1 else 0.0
-    means = {name: float(np.mean(values)) for name, values in per_image.items()}
-    print(f"[INFO] {len(scores)} test images at their original size: mean IoU {means['iou']:.4f}  "
-          f"mean Dice {means['dice']:.4f}  competition score {means['score']:.4f} "
-          f"(+- {standard_error:.4f} standard error over images)")
-    shortfall = score_shortfall(scores, np.array(areas["salt_pixels"]) > 0,
-                                np.array(areas["predicted_pixels"]) > 0)
+    pairs = read_test_paths(settings.TEST_PATHS)
+    columns = evaluate_pairs(model, arguments, pairs, device, rules, **options)
+    summary = summarize(columns)
+    means = summary["means"]
+    print(f"[INFO] {summary['count']} test images at their original size: mean IoU "
+          f"{means['iou']:.4f}  mean Dice {means['dice']:.4f}  competition score "
+          f"{means['score']:.4f} (+- {summary['standard_error']:.4f} standard error over images)")
     print("[INFO] where the score falls short of 1: " + "; ".join(
         f"{kind}: {count} images scoring {mean:.3f} (-{share:.4f})"
-        for kind, (count, mean, share) in shortfall.items() if count))
+        for kind, (count, mean, share) in summary["shortfall"].items() if count))
     if scores_out:
         ids = [os.path.splitext(os.path.basename(image))[0] for image, _ in pairs]
-        columns = {**per_image, **areas}
         write_csv(scores_out, [{"id": name, **{column: values[i] for column, values
                                                in columns.items()}}
                                for i, name in enumerate(ids)])
@@ -170,9 +144,9 @@ def main(argv=None):
     try:
         model, arguments, metadata = load_model(settings.MODEL_PATH, device)
         model = prepare_model(model, device, settings.CHANNELS_LAST)
-        rules = prediction_rules(settings, metadata)
-        print(f"[INFO] threshold {rules['threshold']}, minimum salt area {rules['min_area']} px, "
-              f"test-time flips {'on' if rules['tta'] else 'off'}")
+        rules = PredictionRules.for_model(settings, metadata)
+        print(f"[INFO] threshold {rules.threshold}, minimum salt area {rules.min_area} px, "
+              f"test-time flips {'on' if rules.tta else 'off'}")
         options = {"batch_size": settings.EVAL_BATCH_SIZE, "channels_last": settings.CHANNELS_LAST,
                    "dtype": autocast_dtype(device, settings.PRECISION)}
         if args.evaluate:

@@ -1,25 +1,15 @@
-"""Segmenting image files with a trained model, in batches."""
+"""Segmenting image files with a trained model, in batches, and scoring
+the masks against the true ones."""
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
+from tqdm import tqdm
 
-from pyimagesearch.dataset import read_image
+from pyimagesearch.dataset import read_image, read_mask
 from pyimagesearch.engine import predict_logits
+from pyimagesearch.metrics import METRICS
 from pyimagesearch.postprocess import is_blank, to_masks
-
-
-def prediction_rules(settings, metadata):
-    """Threshold, minimum salt area and test-time augmentation for a model:
-    those stored with it (tuned after training), unless given as flags."""
-    stored = metadata.get("prediction", {})
-    rules = {"threshold": stored.get("threshold", settings.THRESHOLD),
-             "min_area": stored.get("min_area", settings.MIN_SALT_AREA),
-             "tta": stored.get("tta", settings.TTA)}
-    for name, key in (("THRESHOLD", "threshold"), ("MIN_SALT_AREA", "min_area"), ("TTA", "tta")):
-        if name in settings.GIVEN:
-            rules[key] = getattr(settings, name)
-    return rules
 
 
 def logits_at_size(logits, size):
@@ -31,8 +21,8 @@ def logits_at_size(logits, size):
 def segment_files(model, arguments, image_paths, device, rules, *, batch_size=64,
                   dtype=None, channels_last=False):
     """Yield (path, image, mask) per file: the image as read (HxWxC uint8) and
-    its predicted 0/1 mask at the image's own size, made by ``rules`` (see
-    ``prediction_rules``).
+    its predicted 0/1 mask at the image's own size, made by ``rules`` (a
+    ``PredictionRules``).
 
     The logits, not the thresholded mask, are resized back to the image's
     size, so the mask's edges fall between pixels where the model put them.
@@ -46,13 +36,31 @@ def segment_files(model, arguments, image_paths, device, rules, *, batch_size=64
         batch = torch.stack([resize(torch.from_numpy(image).permute(2, 0, 1))
                              for image in images]).float() / 255
         logits = predict_logits(model, batch, device, dtype=dtype, channels_last=channels_last,
-                                tta=rules["tta"])
+                                tta=rules.tta)
         blank = is_blank(batch)
         for path, image, image_logits, image_blank in zip(chunk, images, logits, blank):
             height, width = image.shape[:2]
             full_size = logits_at_size(image_logits[None], (height, width))
             # the minimum area was chosen at the network's size
-            min_area = rules["min_area"] * height * width / (in_height * in_width)
-            mask = to_masks(torch.sigmoid(full_size), rules["threshold"], min_area,
+            min_area = rules.min_area * height * width / (in_height * in_width)
+            mask = to_masks(torch.sigmoid(full_size), rules.threshold, min_area,
                             image_blank[None])[0, 0]
             yield path, image, mask.cpu().numpy().astype(np.uint8)
+
+
+def evaluate_pairs(model, arguments, pairs, device, rules, **options):
+    """Each (image, mask) pair's metrics at the image's own size, as columns:
+    one list per metric of ``METRICS``, and the true and predicted salt areas
+    in pixels."""
+    columns = {**{name: [] for name in METRICS}, "salt_pixels": [], "predicted_pixels": []}
+    predictions = segment_files(model, arguments, [image for image, _ in pairs], device,
+                                rules, **options)
+    for (_, mask_path), (_, _, predicted) in tqdm(zip(pairs, predictions), total=len(pairs),
+                                                  desc="evaluating", unit="image"):
+        truth = torch.from_numpy(read_mask(mask_path))[None]
+        predicted = torch.from_numpy(predicted)[None]
+        for name, metric in METRICS.items():
+            columns[name].append(metric(predicted, truth).item())
+        columns["salt_pixels"].append(int(truth.count_nonzero()))
+        columns["predicted_pixels"].append(int(predicted.count_nonzero()))
+    return columns

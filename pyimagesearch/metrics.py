@@ -3,6 +3,7 @@
 All three treat an image whose true mask is empty the way the competition does:
 predicting nothing there is perfect (1), predicting any salt is wrong (0).
 """
+import numpy as np
 import torch
 
 # the competition's IoU thresholds 0.50, 0.55, ..., 0.95 as twentieths, so the
@@ -104,3 +105,16 @@ def score_shortfall(scores, has_salt, predicted_salt):
         mean = scores[chosen].mean().item() if count else float("nan")
         shortfall[kind] = (count, mean, (1 - scores[chosen]).sum().item() / len(scores))
     return shortfall
+
+
+def summarize(columns):
+    """The means of per-image metrics (``columns`` as ``inference.evaluate_pairs``
+    gives them), the standard error of the mean score, and its shortfall."""
+    scores = torch.tensor(columns["score"], dtype=torch.float64)
+    # the spread of the mean that comes from which images happen to be in the split
+    standard_error = (scores.std() / len(scores) ** 0.5).item() if len(scores) > 1 else 0.0
+    return {"count": len(scores),
+            "means": {name: float(np.mean(columns[name])) for name in METRICS},
+            "standard_error": standard_error,
+            "shortfall": score_shortfall(scores, np.array(columns["salt_pixels"]) > 0,
+                                         np.array(columns["predicted_pixels"]) > 0)}

@@ -4,6 +4,10 @@ import math
 import torch
 
 
+# the allowed values of LR_SCHEDULE
+SCHEDULES = ("constant", "cosine")
+
+
 def build_optimizer(settings, parameters):
     """Adam as in the tutorial; AdamW when WEIGHT_DECAY is set, since Adam's own
     weight decay is scaled away by its per-weight step sizes."""
@@ -38,14 +42,3 @@ def build_scheduler(settings, optimizer, steps_per_epoch, num_epochs=None, steps
         return 0.5 * (1 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor, last_epoch=steps_done - 1)
-
-
-def epochs_within_budget(budget_seconds, spent_seconds, seconds_per_epoch, epochs_done,
-                         max_epochs):
-    """How many epochs in all a run can train within ``budget_seconds``.
-
-    The time of one epoch is kept back for the tuning that follows training.
-    Never fewer than the epochs already done, never more than ``max_epochs``.
-    """
-    fit = math.floor((budget_seconds - spent_seconds) / seconds_per_epoch) - 1
-    return max(epochs_done, min(max_epochs, epochs_done + fit))

@@ -6,12 +6,43 @@ mask must cover at least ``min_area`` pixels to be kept; a smaller one is
 taken for noise and the image called empty. A blank image (one constant
 value: 80 of the TGS images) shows nothing to segment and is called empty.
 """
+import dataclasses
+
 import torch
 
 from pyimagesearch.metrics import competition_score_per_image
 
 THRESHOLDS = tuple(round(0.30 + 0.05 * step, 2) for step in range(9))  # 0.30 ... 0.70
 MIN_AREAS = (0, 5, 10, 20, 30, 40, 60, 80, 100, 150, 200)
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictionRules:
+    """How a model's probabilities become masks; stored in its file as a dict.
+
+    ``threshold``: a pixel is salt above this probability. ``min_area``: a
+    mask with fewer salt pixels (at the network's input size) is emptied.
+    ``tta``: average each prediction with that of the mirrored image.
+    """
+    threshold: float
+    min_area: float
+    tta: bool
+
+    @classmethod
+    def for_model(cls, settings, metadata=None):
+        """The rules stored with a model (tuned after training) where it has
+        them, the settings' otherwise; a setting given as a flag always wins."""
+        stored = (metadata or {}).get("prediction", {})
+        values = {}
+        for field, name in (("threshold", "THRESHOLD"), ("min_area", "MIN_SALT_AREA"),
+                            ("tta", "TTA")):
+            given = name in getattr(settings, "GIVEN", ())
+            values[field] = (getattr(settings, name) if given or field not in stored
+                             else stored[field])
+        return cls(**values)
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
 
 
 def is_blank(images):

@@ -20,9 +20,10 @@ def run_stopped_during_epoch():
     """``run(argv, number)``: train.main(argv) stopped during epoch ``number``
     as Ctrl-C would stop it; returns the SystemExit it ended with."""
     import train
+    from pyimagesearch import trainer
 
     def run(argv, number):
-        real_epoch, calls = train.train_one_epoch, []
+        real_epoch, calls = trainer.train_one_epoch, []
 
         def interrupted(*args, **kwargs):
             calls.append(1)
@@ -31,7 +32,7 @@ def run_stopped_during_epoch():
             return real_epoch(*args, **kwargs)
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(train, "train_one_epoch", interrupted)
+            patch.setattr(trainer, "train_one_epoch", interrupted)
             with pytest.raises(SystemExit) as exit_info:
                 train.main(argv)
         return exit_info.value

@@ -6,7 +6,7 @@ import pytest
 
 import predict
 import train
-from pyimagesearch import synthetic
+from pyimagesearch import synthetic, trainer
 from pyimagesearch.checkpoint import load_model
 from pyimagesearch.engine import TrainingDiverged
 
@@ -97,7 +97,7 @@ def test_output_folder_that_cannot_be_created(tmp_path, small_data):
 
 
 def test_a_diverging_run_stops_and_keeps_the_last_good_epoch(tmp_path, small_data, monkeypatch):
-    real_epoch = train.train_one_epoch
+    real_epoch = trainer.train_one_epoch
     calls = []
 
     def diverge_on_second_epoch(*args, **kwargs):
@@ -106,7 +106,7 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_epoch(tmp_path, small_dat
             raise TrainingDiverged("the training loss became nan; lower INIT_LR")
         return real_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(train, "train_one_epoch", diverge_on_second_epoch)
+    monkeypatch.setattr(trainer, "train_one_epoch", diverge_on_second_epoch)
     output = tmp_path / "out"
     message = error_of(train.main, ["--dataset-path", small_data, "--base-output", str(output),
                                     *TINY, "--num-epochs", "3"])

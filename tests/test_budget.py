@@ -2,6 +2,7 @@
 import torch
 
 import train
+from pyimagesearch import budget
 
 TINY = ["--input-image-width", "32", "--input-image-height", "32", "--batch-size", "16",
         "--num-levels", "2"]
@@ -34,7 +35,7 @@ def test_a_budgeted_run_resumed_after_its_plan_ends_as_if_never_stopped(
         tmp_path, synthetic_folder, monkeypatch, run_stopped_during_epoch):
     # the plan is fixed at 5 of 8 epochs (the real one depends on the clock);
     # one run is stopped during epoch 5, after the plan, and resumed
-    monkeypatch.setattr(train, "epochs_within_budget", lambda *args: 5)
+    monkeypatch.setattr(budget, "epochs_within_budget", lambda *args: 5)
     common = ["--dataset-path", synthetic_folder, *TINY, "--num-epochs", "8",
               "--lr-schedule", "cosine", "--time-budget", "1"]
     train.main([*common, "--base-output", str(tmp_path / "straight")])

@@ -9,7 +9,7 @@ import torch
 
 import predict
 import train
-from pyimagesearch import config
+from pyimagesearch import config, split
 from pyimagesearch.checkpoint import load_model
 from pyimagesearch.dataset import read_mask
 
@@ -73,7 +73,7 @@ def test_scores_out_holds_each_test_image_and_their_mean(trained, tmp_path, caps
     with open(scores) as handle:
         rows = list(csv.DictReader(handle))
     masks = {os.path.splitext(os.path.basename(image))[0]: mask for image, mask
-             in predict.read_test_pairs(os.path.join(output, "test_paths.txt"))}
+             in split.read_test_paths(os.path.join(output, "test_paths.txt"))}
     assert {row["id"] for row in rows} == set(masks) and len(rows) == len(masks)
     assert np.mean([float(row["score"]) for row in rows]) == pytest.approx(printed, abs=1e-4)
     for row in rows:
@@ -131,7 +131,7 @@ def test_empty_stock_folder_falls_back_to_synthetic_data(tmp_path, monkeypatch, 
     monkeypatch.setattr(config, "DATASET_PATH", str(stock))
     monkeypatch.setattr(config, "IMAGE_DATASET_PATH", str(stock / "images"))
     monkeypatch.setattr(config, "MASK_DATASET_PATH", str(stock / "masks"))
-    monkeypatch.setattr(train, "STOCK_IMAGE_FOLDER", str(stock / "images"))
+    monkeypatch.setattr(split, "STOCK_IMAGE_FOLDER", str(stock / "images"))
     output = tmp_path / "out"
     train.main(["--base-output", str(output), "--num-epochs", "1",
                 "--synthetic-num-images", "20", *SMALL])

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pyimagesearch.metrics import (MetricTotals, competition_score_per_image,
-                                   dice_per_image, iou_per_image, score_shortfall)
+                                   dice_per_image, iou_per_image, score_shortfall, summarize)
 
 
 def masks(*rows_per_image):
@@ -110,3 +110,16 @@ def test_score_shortfall_of_a_kind_without_images():
     assert shortfall["no salt"] == (2, 1.0, 0.0)
     count, mean, share = shortfall["salt missed"]
     assert (count, share) == (0, 0.0) and math.isnan(mean)
+
+
+def test_summary_worked_by_hand():
+    # three images: empty and predicted empty (1), salt found (0.6), salt missed (0)
+    columns = {"iou": [1.0, 0.75, 0.0], "dice": [1.0, 0.8, 0.0], "score": [1.0, 0.6, 0.0],
+               "salt_pixels": [0, 8, 5], "predicted_pixels": [0, 7, 0]}
+    summary = summarize(columns)
+    assert summary["count"] == 3
+    assert summary["means"] == pytest.approx({"iou": 1.75 / 3, "dice": 0.6, "score": 1.6 / 3})
+    # sample standard deviation of (1, 0.6, 0) is sqrt(0.2533...), over sqrt(3)
+    assert summary["standard_error"] == pytest.approx(math.sqrt(0.76 / 3) / math.sqrt(3))
+    assert summary["shortfall"]["salt missed"] == pytest.approx((1, 0.0, 1 / 3))
+    assert summary["shortfall"]["salt found"] == pytest.approx((1, 0.6, 0.4 / 3))

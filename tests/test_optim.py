@@ -4,7 +4,8 @@ import types
 import pytest
 import torch
 
-from pyimagesearch.optim import build_scheduler, epochs_within_budget
+from pyimagesearch.budget import epochs_within_budget
+from pyimagesearch.optim import build_scheduler
 
 
 def rates(schedule, warmup_epochs, steps_per_epoch=2, epochs=3, lr=0.1):

@@ -1,7 +1,10 @@
 """From probabilities to masks: minimum area, blank images, the tuning."""
+import types
+
 import torch
 
-from pyimagesearch.postprocess import cross_fitted_score, is_blank, to_masks, tune
+from pyimagesearch.postprocess import (PredictionRules, cross_fitted_score, is_blank, to_masks,
+                                       tune)
 
 
 def test_small_masks_are_emptied_and_larger_ones_kept():
@@ -65,3 +68,21 @@ def test_cross_fitting_needs_two_images():
     targets = torch.ones((1, 1, 4, 4), dtype=torch.bool)
     assert cross_fitted_score(probabilities, targets) is None
     assert cross_fitted_score(probabilities.repeat(2, 1, 1, 1), targets.repeat(2, 1, 1, 1)) == 1.0
+
+
+def _settings(given=()):
+    return types.SimpleNamespace(THRESHOLD=0.5, MIN_SALT_AREA=0, TTA=False,
+                                 GIVEN=frozenset(given))
+
+
+def test_prediction_rules_stored_with_a_model_win_over_defaults():
+    stored = {"prediction": {"threshold": 0.4, "min_area": 20, "tta": True}}
+    assert PredictionRules.for_model(_settings(), stored) == PredictionRules(0.4, 20, True)
+    assert PredictionRules.for_model(_settings(), {}) == PredictionRules(0.5, 0, False)
+
+
+def test_prediction_rules_given_as_flags_win_over_stored_ones():
+    stored = {"prediction": {"threshold": 0.4, "min_area": 20, "tta": True}}
+    rules = PredictionRules.for_model(_settings({"THRESHOLD", "TTA"}), stored)
+    assert rules == PredictionRules(0.5, 20, False)
+    assert rules.as_dict() == {"threshold": 0.5, "min_area": 20, "tta": False}

@@ -42,6 +42,7 @@ from pyimagesearch.engine import (autocast_dtype, evaluate, prepare_model,
                                   reuse_freed_memory, train_one_epoch)
 from pyimagesearch.inference import segment_files
 from pyimagesearch.model import UNet, unet_arguments
+from pyimagesearch.postprocess import PredictionRules
 
 SIZE = (128, 128)
 BATCH_SIZE = 64
@@ -179,7 +180,7 @@ def run_pipeline_way(train_images, test_images, train_masks, test_masks, precisi
     distributed.barrier(context)
     started = time.perf_counter()
     for _ in segment_files(model, arguments, distributed.shard(test_images, context), device,
-                           {"threshold": 0.5, "min_area": 0, "tta": False},
+                           PredictionRules(threshold=0.5, min_area=0, tta=False),
                            batch_size=config.EVAL_BATCH_SIZE, dtype=dtype, channels_last=True):
         pass
     distributed.barrier(context)
