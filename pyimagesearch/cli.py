@@ -11,7 +11,11 @@ import re
 import types
 
 from pyimagesearch import config
-from pyimagesearch.losses import is_valid_name
+from pyimagesearch.dataset import CHANNEL_COUNTS
+from pyimagesearch.engine import PRECISIONS
+from pyimagesearch.losses import LOSSES, is_valid_name
+from pyimagesearch.model import VARIANTS
+from pyimagesearch.optim import SCHEDULES
 from pyimagesearch.presets import PRESETS
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -34,6 +38,10 @@ def _is_positive(value):
     return value >= 1
 
 
+def _one_of(values):
+    return " or ".join(", ".join(repr(value) for value in values).rsplit(", ", 1))
+
+
 # name -> (test, what the value must be). Checked on the final value, so a bad
 # value typed into config.py is caught as surely as one given as a flag.
 _CHECKS = {
@@ -48,24 +56,22 @@ _CHECKS = {
     "BASE_FILTERS": (_is_positive, "a whole number >= 1"),
     "BOTTLENECK_FILTERS": (lambda v: v >= 0, "0 (double the level above) or a whole number"),
     "NUM_CLASSES": (lambda v: v == 1, "1 (binary salt / not-salt segmentation)"),
-    "NUM_CHANNELS": (lambda v: v in (1, 3), "1 (grayscale) or 3 (RGB)"),
+    "NUM_CHANNELS": (lambda v: v in CHANNEL_COUNTS, f"{_one_of(CHANNEL_COUNTS)} (gray or RGB)"),
     "INPUT_IMAGE_WIDTH": (lambda v: v >= 8, "at least 8 pixels"),
     "INPUT_IMAGE_HEIGHT": (lambda v: v >= 8, "at least 8 pixels"),
     "NUM_WORKERS": (lambda v: v >= 0, "a whole number >= 0"),
     "MICRO_BATCH_SIZE": (lambda v: v >= 0, "0 (whole batches) or a whole number of images"),
     "NUM_PREDICTIONS": (_is_positive, "a whole number >= 1"),
     "SYNTHETIC_NUM_IMAGES": (lambda v: v >= 10, "at least 10"),
-    "MODEL_VARIANT": (lambda v: v in ("aligned", "tutorial"), "'aligned' or 'tutorial'"),
-    "LR_SCHEDULE": (lambda v: v in ("constant", "cosine"), "'constant' or 'cosine'"),
+    "MODEL_VARIANT": (lambda v: v in VARIANTS, _one_of(VARIANTS)),
+    "LR_SCHEDULE": (lambda v: v in SCHEDULES, _one_of(SCHEDULES)),
     "WARMUP_EPOCHS": (lambda v: v >= 0, "a number of epochs >= 0, e.g. 2"),
     "WEIGHT_DECAY": (lambda v: v >= 0, "a decay rate >= 0, e.g. 0.0001"),
     "GRAD_CLIP": (lambda v: v >= 0, "0 (off) or a gradient norm > 0, e.g. 1.0"),
     "EMA_DECAY": (lambda v: 0 <= v < 1, "0 (off) or a decay below 1, e.g. 0.999"),
     "MIN_SALT_AREA": (lambda v: v >= 0, "a number of pixels >= 0"),
-    "LOSS": (is_valid_name, "'bce', 'dice', 'lovasz', 'lovasz_elu' or several joined by '+', "
-                            "e.g. 'bce+lovasz'"),
-    "PRECISION": (lambda v: v in ("auto", "fp32", "bf16", "fp16"),
-                  "'auto', 'fp32', 'bf16' or 'fp16'"),
+    "LOSS": (is_valid_name, f"{_one_of(LOSSES)}, or several joined by '+', e.g. 'bce+lovasz'"),
+    "PRECISION": (lambda v: v in PRECISIONS, _one_of(PRECISIONS)),
     "DEVICE": (lambda v: re.fullmatch(r"cpu|mps|cuda(:\d+)?", v) is not None,
                "'cpu', 'cuda', 'cuda:N' or 'mps'"),
 }

@@ -55,17 +55,14 @@ INIT_LR = 0.001
 LR_SCHEDULE = "constant"
 # the rate rises linearly to INIT_LR over this many epochs first (per batch),
 # a guard against large first steps before Adam's statistics have settled,
-# common with large batches on GPUs; it did not change the salt preset's
-# slowest seed here (README "Accuracy")
+# common with large batches on GPUs
 WARMUP_EPOCHS = 0
 # 0 trains with Adam (the tutorial); above 0 with AdamW and this decoupled decay
 WEIGHT_DECAY = 0.0
 # above 0, a step whose gradients (all together) have a larger norm is scaled
-# down to this norm (torch.nn.utils.clip_grad_norm_). The salt recipe's
-# gradients are heavy-tailed (a few steps 10-38 times the usual norm) and
-# without a limit its training loss jumps back up now and then; the salt
-# preset sets 1.0, which scored better on each of its seeds measured (README
-# "Accuracy"). 0 keeps the tutorial's unclipped steps
+# down to this norm (torch.nn.utils.clip_grad_norm_): a guard against the
+# rare huge steps that throw a training loss back up. 0 keeps the tutorial's
+# unclipped steps
 GRAD_CLIP = 0.0
 # "bce" (the tutorial), "dice", "lovasz", "lovasz_elu" (losses.py), or a sum
 # such as "bce+lovasz"
@@ -103,13 +100,12 @@ TTA = False
 
 # --- speed ----------------------------------------------------------------
 # images per forward pass in validation and prediction. On a CPU small batches
-# stay in its caches: on this project's 2-core test machine batch 16 predicted
-# 1.8x faster than 128 (README "Performance"); on a GPU try 256
+# stay in its caches and run faster (docs/performance.md); on a GPU try 256
 EVAL_BATCH_SIZE = 16
 # each batch goes through the network in pieces of this many images whose
 # gradients add up to the batch's (gradient accumulation): the memory of a
-# small batch with the step of a large one, at the same speed on a CPU (README
-# "Performance"). Exact for the "bce" and "lovasz" losses without batch norm;
+# small batch with the step of a large one, at the same speed on a CPU
+# (docs/performance.md). Exact for the "bce" and "lovasz" losses without batch norm;
 # with batch norm each piece has its own statistics. 0 passes whole batches
 MICRO_BATCH_SIZE = 16
 # NHWC memory layout: about twice the convolution speed on CPUs, and uses

@@ -15,6 +15,10 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 
+# the allowed values of NUM_CHANNELS: images are read as gray or as RGB
+CHANNEL_COUNTS = (1, 3)
+
+
 class DataError(ValueError):
     """Bad input data; the message says which files and how to fix them."""
 

@@ -16,6 +16,8 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
+# the allowed values of PRECISION; "auto" chooses per device (autocast_dtype)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 # parameters of glibc's mallopt (malloc.h)
@@ -29,8 +31,8 @@ def reuse_freed_memory():
     Every training step frees and allocates again the same few megabytes of
     activations. By default glibc hands blocks that large back to the system
     and takes fresh pages for the next batch, each of which faults in on first
-    touch: on the salt preset 1.6 million page faults and ~13% of an epoch's
-    time (README "Performance"). Returns False where the C library is not
+    touch: on the salt preset about an eighth of an epoch's time
+    (docs/performance.md). Returns False where the C library is not
     glibc, which keeps its own allocator.
     """
     try:
