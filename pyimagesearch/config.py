@@ -136,6 +136,8 @@ TEST_PATHS = os.path.join(BASE_OUTPUT, "test_paths.txt")
 PREDICTIONS_PATH = os.path.join(BASE_OUTPUT, "predictions")
 # where `python train.py` writes its built-in data when DATASET_PATH is empty
 SYNTHETIC_DATASET_PATH = os.path.join(BASE_OUTPUT, "synthetic")
-SYNTHETIC_NUM_IMAGES = 800
+# how many pairs it generates: enough for the tutorial's 40 epochs to learn
+# the task, few enough to train within minutes on a laptop CPU
+SYNTHETIC_NUM_IMAGES = 300
 # how many test images predict.py plots
 NUM_PREDICTIONS = 10
