@@ -31,7 +31,7 @@ def plot_history(history, path):
     figure, (loss_axes, metric_axes) = plt.subplots(1, 2, figsize=(12, 4.5))
     loss_axes.plot(epochs, [row["train_loss"] for row in history], label="train loss")
     loss_axes.plot(epochs, [row["val_loss"] for row in history], label="validation loss")
-    loss_axes.set(title="Loss per image", xlabel="epoch", ylabel="BCE loss")
+    loss_axes.set(title="Loss per image", xlabel="epoch", ylabel="loss (LOSS setting)")
     for key, label in (("val_iou", "mean IoU"), ("val_dice", "mean Dice"),
                        ("val_score", "competition score")):
         metric_axes.plot(epochs, [row[key] for row in history], label=label)
