@@ -2,6 +2,7 @@
 
     python predict.py                                  # plot NUM_PREDICTIONS test images
     python predict.py --input DIR --masks-out OUT      # a 0/255 PNG mask per image in DIR
+    python predict.py --input a.png --masks-out OUT    # the same for one image
     python predict.py --input DIR --submission FILE    # a Kaggle submission (id,rle_mask)
     python predict.py --evaluate                       # IoU, Dice, score on the test split
 """
@@ -65,16 +66,20 @@ def evaluate_test_split(settings, model, arguments, device, rules, options, scor
     return means
 
 
-def input_images(input_folder):
-    """The images of ``input_folder``, each with a name of its own: their
-    masks and submission rows are named after them."""
-    if not os.path.isdir(input_folder):
-        raise DataError(f"the input folder {input_folder} does not exist")
-    paths = list_image_files(input_folder)
+def input_images(input_path):
+    """(folder, image paths): one image file, or the images of a folder, each
+    with a name of its own, since their masks and submission rows are named
+    after them."""
+    if os.path.isfile(input_path):
+        return os.path.dirname(os.path.abspath(input_path)), [input_path]
+    if not os.path.isdir(input_path):
+        raise DataError(f"the input {input_path} does not exist (give an image file or a "
+                        f"folder of images)")
+    paths = list_image_files(input_path)
     if not paths:
-        raise DataError(f"no images (.png, .jpg, .bmp, .tif) in {input_folder}")
-    by_stem(paths, input_folder)
-    return paths
+        raise DataError(f"no images (.png, .jpg, .bmp, .tif) in {input_path}")
+    by_stem(paths, input_path)
+    return input_path, paths
 
 
 def mask_targets(paths, input_folder, masks_folder):
@@ -90,11 +95,12 @@ def mask_targets(paths, input_folder, masks_folder):
     return targets
 
 
-def predict_folder(model, arguments, device, rules, options, input_folder, masks_folder,
-                   submission):
-    """Segment every image of ``input_folder``: a 0/255 PNG per image into
-    ``masks_folder`` and/or one run-length line per image into ``submission``."""
-    paths = input_images(input_folder)
+def predict_input(model, arguments, device, rules, options, input_path, masks_folder,
+                  submission):
+    """Segment the image file ``input_path``, or every image in that folder:
+    a 0/255 PNG per image into ``masks_folder`` and/or one run-length line
+    per image into ``submission``."""
+    input_folder, paths = input_images(input_path)
     targets = None
     if masks_folder:
         targets = mask_targets(paths, input_folder, masks_folder)
@@ -119,7 +125,8 @@ def predict_folder(model, arguments, device, rules, options, input_folder, masks
 
 def main(argv=None):
     parser = build_parser(__doc__.splitlines()[0])
-    parser.add_argument("--input", metavar="DIR", help="predict every image in DIR")
+    parser.add_argument("--input", metavar="PATH",
+                        help="predict one image file, or every image in a folder")
     parser.add_argument("--masks-out", metavar="DIR",
                         help="with --input: write one PNG mask per image here")
     parser.add_argument("--submission", metavar="FILE.csv",
@@ -153,7 +160,7 @@ def main(argv=None):
             evaluate_test_split(settings, model, arguments, device, rules, options,
                                 args.scores_out)
         elif args.input:
-            predict_folder(model, arguments, device, rules, options, args.input,
+            predict_input(model, arguments, device, rules, options, args.input,
                            args.masks_out, args.submission)
         else:
             plot_test_predictions(settings, model, arguments, device, rules, options)

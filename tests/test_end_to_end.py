@@ -114,6 +114,17 @@ def test_predict_writes_a_binary_mask_per_image_at_its_size(trained, tmp_path):
         assert mask.shape == ((50, 80) if name == "wide.png" else (101, 101))
 
 
+def test_predict_takes_one_image_file(trained, tmp_path):
+    data, output = trained
+    image = os.path.join(data, "images", sorted(os.listdir(os.path.join(data, "images")))[0])
+    predict.main(["--base-output", output, "--input", image, "--masks-out", str(tmp_path / "out"),
+                  "--submission", str(tmp_path / "one.csv")])
+    name = os.path.splitext(os.path.basename(image))[0]
+    assert os.listdir(tmp_path / "out") == [name + ".png"]
+    with open(tmp_path / "one.csv") as handle:
+        assert [row["id"] for row in csv.DictReader(handle)] == [name]
+
+
 def test_same_seed_same_weights(tmp_path, synthetic_folder):
     weights = []
     for run in ("a", "b"):
