@@ -20,11 +20,18 @@ from pyimagesearch.dataset import DataError, by_stem, list_image_files, read_mas
 from pyimagesearch.engine import autocast_dtype, prepare_model, reuse_freed_memory
 from pyimagesearch.files import OutputError, atomic_path, ensure_folder, write_csv
 from pyimagesearch.inference import evaluate_pairs, segment_files
-from pyimagesearch.metrics import summarize
+from pyimagesearch.metrics import (COVERAGE_KINDS, competition_score_per_image, coverage_kind,
+                                   summarize)
 from pyimagesearch.postprocess import PredictionRules
-from pyimagesearch.plots import display_available, plot_prediction, show_open_figures
+from pyimagesearch.plots import (display_available, plot_gallery, plot_prediction,
+                                 plot_score_by_coverage, show_open_figures)
 from pyimagesearch.rle import encode
 from pyimagesearch.split import read_test_paths
+
+
+def _score(predicted, true_mask):
+    return competition_score_per_image(torch.from_numpy(predicted)[None],
+                                       torch.from_numpy(true_mask)[None]).item()
 
 
 def plot_test_predictions(settings, model, arguments, device, rules, options):
@@ -34,19 +41,42 @@ def plot_test_predictions(settings, model, arguments, device, rules, options):
     images = [pairs[i][0] for i in chosen]
     show = display_available()
     predictions = segment_files(model, arguments, images, device, rules, **options)
-    for (image_path, mask_path), (_, image, predicted) in zip((pairs[i] for i in chosen), predictions):
+    for (image_path, mask_path), segmented in zip((pairs[i] for i in chosen), predictions):
         name = os.path.splitext(os.path.basename(image_path))[0]
         target = os.path.join(settings.PREDICTIONS_PATH, f"{name}.png")
-        plot_prediction(image.squeeze(), read_mask(mask_path), predicted, target, name,
-                        keep_open=show)
+        true_mask = read_mask(mask_path)
+        plot_prediction(segmented.image.squeeze(), true_mask, segmented.mask,
+                        segmented.probability, target,
+                        f"{name}: score {_score(segmented.mask, true_mask):.2f}", keep_open=show)
         print(f"[INFO] saved {target}")
     if show:
         show_open_figures()
 
 
-def evaluate_test_split(settings, model, arguments, device, rules, options, scores_out=None):
-    """Metrics of the model on the test split, at each image's original size;
-    with ``scores_out`` also each image's metrics, as CSV."""
+def plot_errors(settings, model, arguments, device, rules, options, pairs, columns, worst):
+    """The ``worst`` lowest-scored images with their outlines, and every
+    image's score by how much of it is salt, as two pictures."""
+    order = sorted(range(len(pairs)), key=lambda i: (columns["score"][i], columns["iou"][i]))
+    chosen = order[:worst]
+    predictions = segment_files(model, arguments, [pairs[i][0] for i in chosen], device, rules,
+                                **options)
+    panels = [(segmented.image.squeeze(), read_mask(pairs[i][1]), segmented.mask,
+               f"{os.path.splitext(os.path.basename(pairs[i][0]))[0]}: "
+               f"{columns['score'][i]:.2f}") for i, segmented in zip(chosen, predictions)]
+    plot_gallery(panels, settings.WORST_PATH)
+    kinds = [coverage_kind(salt / pixels) for salt, pixels
+             in zip(columns["salt_pixels"], columns["image_pixels"])]
+    plot_score_by_coverage(kinds, columns["score"], settings.COVERAGE_PLOT_PATH,
+                           list(COVERAGE_KINDS))
+    print(f"[INFO] saved the {len(panels)} worst-scored images to {settings.WORST_PATH} and "
+          f"the score by salt coverage to {settings.COVERAGE_PLOT_PATH}")
+
+
+def evaluate_test_split(settings, model, arguments, device, rules, options, scores_out=None,
+                        worst=16):
+    """Metrics of the model on the test split, at each image's original size,
+    and pictures of where it fails; with ``scores_out`` also each image's
+    metrics, as CSV."""
     pairs = read_test_paths(settings.TEST_PATHS)
     columns = evaluate_pairs(model, arguments, pairs, device, rules, **options)
     summary = summarize(columns)
@@ -63,6 +93,8 @@ def evaluate_test_split(settings, model, arguments, device, rules, options, scor
                                                in columns.items()}}
                                for i, name in enumerate(ids)])
         print(f"[INFO] wrote each image's metrics to {scores_out}")
+    if worst:
+        plot_errors(settings, model, arguments, device, rules, options, pairs, columns, worst)
     return means
 
 
@@ -107,8 +139,8 @@ def predict_input(model, arguments, device, rules, options, input_path, masks_fo
         ensure_folder(masks_folder)
     rows = []
     predictions = segment_files(model, arguments, paths, device, rules, **options)
-    for index, (path, _, mask) in enumerate(tqdm(predictions, total=len(paths),
-                                                  desc="predicting", unit="image")):
+    for index, (path, _, mask, _) in enumerate(tqdm(predictions, total=len(paths),
+                                                     desc="predicting", unit="image")):
         name = os.path.splitext(os.path.relpath(path, input_folder))[0]
         if targets:
             with atomic_path(targets[index]) as temporary:
@@ -136,6 +168,8 @@ def main(argv=None):
                         help="print IoU, Dice and competition score on the test split "
                              "(TEST_PATHS), at the images' original size, and where the "
                              "score falls short")
+    parser.add_argument("--worst", metavar="N", type=int, default=16,
+                        help="with --evaluate: picture the N lowest-scored images (0: none)")
     parser.add_argument("--scores-out", metavar="FILE.csv",
                         help="with --evaluate: write each image's IoU, Dice, score and "
                              "salt areas (true and predicted, in pixels), for "
@@ -144,6 +178,8 @@ def main(argv=None):
     settings = settings_from_args(args, parser)
     if bool(args.input) != bool(args.masks_out or args.submission):
         parser.error("--input goes with --masks-out and/or --submission")
+    if args.worst < 0:
+        parser.error("--worst takes a number of images >= 0")
     if args.scores_out and not args.evaluate:
         parser.error("--scores-out goes with --evaluate")
     device = torch.device(settings.DEVICE)
@@ -158,7 +194,7 @@ def main(argv=None):
                    "dtype": autocast_dtype(device, settings.PRECISION)}
         if args.evaluate:
             evaluate_test_split(settings, model, arguments, device, rules, options,
-                                args.scores_out)
+                                args.scores_out, args.worst)
         elif args.input:
             predict_input(model, arguments, device, rules, options, args.input,
                            args.masks_out, args.submission)

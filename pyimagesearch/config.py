@@ -134,6 +134,10 @@ PLOT_PATH = os.path.join(BASE_OUTPUT, "plot.png")
 HISTORY_PATH = os.path.join(BASE_OUTPUT, "history.csv")
 TEST_PATHS = os.path.join(BASE_OUTPUT, "test_paths.txt")
 PREDICTIONS_PATH = os.path.join(BASE_OUTPUT, "predictions")
+# `predict.py --evaluate` pictures its lowest-scored images, and each image's
+# score by how much of it is salt
+WORST_PATH = os.path.join(BASE_OUTPUT, "worst.png")
+COVERAGE_PLOT_PATH = os.path.join(BASE_OUTPUT, "score_by_coverage.png")
 # where `python train.py` writes its built-in data when DATASET_PATH is empty
 SYNTHETIC_DATASET_PATH = os.path.join(BASE_OUTPUT, "synthetic")
 # how many pairs it generates: enough for the tutorial's 40 epochs to learn

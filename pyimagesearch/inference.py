@@ -1,5 +1,7 @@
 """Segmenting image files with a trained model, in batches, and scoring
 the masks against the true ones."""
+import typing
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -12,6 +14,14 @@ from pyimagesearch.metrics import METRICS
 from pyimagesearch.postprocess import is_blank, to_masks
 
 
+class Segmented(typing.NamedTuple):
+    """One file's prediction, all at the image's own size."""
+    path: str
+    image: np.ndarray  # as read, HxWxC uint8
+    mask: np.ndarray  # 0/1 uint8, made by the prediction rules
+    probability: np.ndarray  # of salt per pixel, float32
+
+
 def logits_at_size(logits, size):
     """Logits (N,C,h,w) resampled bilinearly to ``size`` (height, width), on
     the same half-pixel grid as the images' resize into the network."""
@@ -20,8 +30,7 @@ def logits_at_size(logits, size):
 
 def segment_files(model, arguments, image_paths, device, rules, *, batch_size=64,
                   dtype=None, channels_last=False):
-    """Yield (path, image, mask) per file: the image as read (HxWxC uint8) and
-    its predicted 0/1 mask at the image's own size, made by ``rules`` (a
+    """Yield a ``Segmented`` per file, its mask made by ``rules`` (a
     ``PredictionRules``).
 
     The logits, not the thresholded mask, are resized back to the image's
@@ -43,24 +52,27 @@ def segment_files(model, arguments, image_paths, device, rules, *, batch_size=64
             full_size = logits_at_size(image_logits[None], (height, width))
             # the minimum area was chosen at the network's size
             min_area = rules.min_area * height * width / (in_height * in_width)
-            mask = to_masks(torch.sigmoid(full_size), rules.threshold, min_area,
-                            image_blank[None])[0, 0]
-            yield path, image, mask.cpu().numpy().astype(np.uint8)
+            probability = torch.sigmoid(full_size)
+            mask = to_masks(probability, rules.threshold, min_area, image_blank[None])[0, 0]
+            yield Segmented(path, image, mask.cpu().numpy().astype(np.uint8),
+                            probability[0, 0].cpu().numpy())
 
 
 def evaluate_pairs(model, arguments, pairs, device, rules, **options):
     """Each (image, mask) pair's metrics at the image's own size, as columns:
     one list per metric of ``METRICS``, and the true and predicted salt areas
-    in pixels."""
-    columns = {**{name: [] for name in METRICS}, "salt_pixels": [], "predicted_pixels": []}
+    and the image's area in pixels."""
+    columns = {**{name: [] for name in METRICS}, "salt_pixels": [], "predicted_pixels": [],
+               "image_pixels": []}
     predictions = segment_files(model, arguments, [image for image, _ in pairs], device,
                                 rules, **options)
-    for (_, mask_path), (_, _, predicted) in tqdm(zip(pairs, predictions), total=len(pairs),
-                                                  desc="evaluating", unit="image"):
+    for (_, mask_path), segmented in tqdm(zip(pairs, predictions), total=len(pairs),
+                                          desc="evaluating", unit="image"):
         truth = torch.from_numpy(read_mask(mask_path))[None]
-        predicted = torch.from_numpy(predicted)[None]
+        predicted = torch.from_numpy(segmented.mask)[None]
         for name, metric in METRICS.items():
             columns[name].append(metric(predicted, truth).item())
         columns["salt_pixels"].append(int(truth.count_nonzero()))
         columns["predicted_pixels"].append(int(predicted.count_nonzero()))
+        columns["image_pixels"].append(truth.numel())
     return columns

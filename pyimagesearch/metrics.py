@@ -49,6 +49,15 @@ def competition_score_per_image(pred, target):
     return torch.where(target_area == 0, (pred_area == 0).float(), hits)
 
 
+# kinds of image by the share of their pixels that is salt, up to each bound
+COVERAGE_KINDS = {"empty": 0.0, "small": 0.1, "medium": 0.5, "large": 1.0}
+
+
+def coverage_kind(salt_share):
+    """The COVERAGE_KINDS name of an image whose salt covers ``salt_share`` of it."""
+    return next(kind for kind, bound in COVERAGE_KINDS.items() if salt_share <= bound)
+
+
 METRICS = {"iou": iou_per_image, "dice": dice_per_image, "score": competition_score_per_image}
 
 

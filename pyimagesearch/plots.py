@@ -1,8 +1,10 @@
 """Figures, always saved as PNG files (and shown only where there is a screen)."""
+import math
 import os
 import sys
 
 import matplotlib
+import numpy as np
 
 from pyimagesearch.files import atomic_path
 
@@ -18,6 +20,7 @@ if not display_available():
     matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from matplotlib.lines import Line2D  # noqa: E402
 
 
 def _save(figure, path):
@@ -43,19 +46,80 @@ def plot_history(history, path):
     plt.close(figure)
 
 
-def plot_prediction(image, true_mask, predicted_mask, path, title, keep_open=False):
-    """Image / true mask / predicted mask in one row."""
-    figure, axes = plt.subplots(1, 3, figsize=(10, 3.6))
-    panels = (("image", image), ("true mask", true_mask), ("predicted mask", predicted_mask))
-    for ax, (name, pixels) in zip(axes, panels):
-        ax.imshow(pixels, cmap="gray", vmin=0, vmax=255 if name == "image" else 1)
-        ax.set_title(name)
-        ax.axis("off")
+# outline colours that stay apart on gray images and for most colour-blind eyes
+TRUE_COLOUR, PREDICTED_COLOUR = "#00d0ff", "#ff9000"
+
+
+def _draw_outlines(axes, image, true_mask, predicted_mask, title):
+    """The image with the true and the predicted mask outlined over it."""
+    axes.imshow(image, cmap="gray", vmin=0, vmax=255)
+    for mask, colour, style in ((true_mask, TRUE_COLOUR, "solid"),
+                                (predicted_mask, PREDICTED_COLOUR, "dashed")):
+        if mask.any() and not mask.all():
+            axes.contour(mask, levels=[0.5], colors=colour, linewidths=1.5, linestyles=style)
+    axes.set_title(title, fontsize=9)
+    axes.axis("off")
+
+
+def _outline_legend(figure):
+    handles = [Line2D([], [], color=TRUE_COLOUR, label="true salt"),
+               Line2D([], [], color=PREDICTED_COLOUR, linestyle="dashed", label="predicted salt")]
+    figure.legend(handles=handles, loc="lower center", ncol=2, frameon=False)
+
+
+def plot_prediction(image, true_mask, predicted_mask, probability, path, title,
+                    keep_open=False):
+    """The image with both outlines, and the probability map; returns the figure."""
+    figure, (outlined, probabilities) = plt.subplots(1, 2, figsize=(8, 4.4))
+    _draw_outlines(outlined, image, true_mask, predicted_mask, "image")
+    shown = probabilities.imshow(probability, cmap="magma", vmin=0, vmax=1)
+    probabilities.set_title("salt probability", fontsize=9)
+    probabilities.axis("off")
+    figure.colorbar(shown, ax=probabilities, fraction=0.046)
     figure.suptitle(title)
-    figure.tight_layout()
+    _outline_legend(figure)
     _save(figure, path)
     if not keep_open:
         plt.close(figure)
+    return figure
+
+
+def plot_gallery(panels, path, columns=4):
+    """A grid of images with their outlines; ``panels`` holds (image, true
+    mask, predicted mask, title) tuples. Returns the figure."""
+    rows = max(1, math.ceil(len(panels) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.8 * rows + 0.4),
+                                squeeze=False)
+    for axis in axes.flat[len(panels):]:
+        figure.delaxes(axis)
+    for axis, (image, true_mask, predicted_mask, title) in zip(axes.flat, panels):
+        _draw_outlines(axis, image, true_mask, predicted_mask, title)
+    _outline_legend(figure)
+    _save(figure, path)
+    plt.close(figure)
+    return figure
+
+
+def plot_score_by_coverage(kinds, scores, path, order):
+    """Each image's score (a dot) and the mean (a bar) per kind of image,
+    ``order`` naming the kinds from left to right. Returns the figure."""
+    figure, axes = plt.subplots(figsize=(7, 4))
+    rng = np.random.default_rng(0)  # the dots' sideways jitter, the same every time
+    labels = []
+    for position, kind in enumerate(order):
+        chosen = [score for k, score in zip(kinds, scores) if k == kind]
+        labels.append(f"{kind}\nn = {len(chosen)}")
+        if chosen:
+            axes.bar(position, np.mean(chosen), width=0.6, alpha=0.3, color="tab:blue")
+            axes.scatter(position + rng.uniform(-0.25, 0.25, len(chosen)), chosen, s=6,
+                         color="tab:blue")
+    axes.set_xticks(range(len(order)), labels)
+    axes.set(title="Competition score by salt coverage", ylabel="score per image",
+             ylim=(-0.05, 1.05))
+    axes.grid(axis="y", alpha=0.3)
+    _save(figure, path)
+    plt.close(figure)
+    return figure
 
 
 def show_open_figures():

@@ -84,6 +84,15 @@ def test_scores_out_holds_each_test_image_and_their_mean(trained, tmp_path, caps
     assert sum(shares) == pytest.approx(1 - printed, abs=3e-4)
 
 
+def test_evaluate_pictures_the_worst_images_and_the_score_by_coverage(trained, tmp_path):
+    _, output = trained
+    predict.main(["--base-output", output, "--evaluate", "--worst", "3",
+                  "--worst-path", str(tmp_path / "worst.png"),
+                  "--coverage-plot-path", str(tmp_path / "coverage.png"), *SMALL])
+    assert (tmp_path / "worst.png").stat().st_size > 0
+    assert (tmp_path / "coverage.png").stat().st_size > 0
+
+
 def test_predict_plots_ten_distinct_test_images(trained):
     _, output = trained
     predict.main(["--base-output", output, *SMALL])
