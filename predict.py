@@ -18,8 +18,10 @@ from pyimagesearch.checkpoint import CheckpointError, load_model
 from pyimagesearch.cli import build_parser, settings_from_args
 from pyimagesearch.dataset import DataError, by_stem, list_image_files, read_mask
 from pyimagesearch.engine import autocast_dtype, prepare_model, reuse_freed_memory
+from pyimagesearch.export import (INPUT_NAME, OUTPUT_NAME, ExportError, export_onnx,
+                                  onnx_difference)
 from pyimagesearch.files import OutputError, atomic_path, ensure_folder, write_csv
-from pyimagesearch.inference import evaluate_pairs, segment_files
+from pyimagesearch.inference import evaluate_pairs, read_batch, segment_files
 from pyimagesearch.metrics import (COVERAGE_KINDS, competition_score_per_image, coverage_kind,
                                    summarize)
 from pyimagesearch.postprocess import PredictionRules
@@ -155,6 +157,23 @@ def predict_input(model, arguments, device, rules, options, input_path, masks_fo
         print(f"[INFO] wrote the run-length codes of {len(rows)} masks to {submission}")
 
 
+def export(settings, model, arguments, path):
+    """Write the model as ONNX and compare it with PyTorch on validation images."""
+    export_onnx(model, arguments, path)
+    print(f"[INFO] wrote {path}: input '{INPUT_NAME}' (N, {arguments['encChannels'][0]}, "
+          f"{arguments['outSize'][0]}, {arguments['outSize'][1]}) in [0, 1], output "
+          f"'{OUTPUT_NAME}' (N, 1, same size); salt where the logit > "
+          f"log(threshold / (1 - threshold))")
+    pairs = read_test_paths(settings.TEST_PATHS)[:16]
+    difference = onnx_difference(path, model, read_batch([image for image, _ in pairs],
+                                                         arguments)[1])
+    if difference is None:
+        print("[INFO] install onnxruntime to check the file against PyTorch")
+    else:
+        print(f"[INFO] on {len(pairs)} validation images the ONNX logits differ from "
+              f"PyTorch's by at most {difference:.2e}")
+
+
 def main(argv=None):
     parser = build_parser(__doc__.splitlines()[0])
     parser.add_argument("--input", metavar="PATH",
@@ -168,6 +187,9 @@ def main(argv=None):
                         help="print IoU, Dice and competition score on the test split "
                              "(TEST_PATHS), at the images' original size, and where the "
                              "score falls short")
+    parser.add_argument("--export-onnx", metavar="FILE.onnx",
+                        help="write the model as ONNX (needs: pip install onnx onnxscript "
+                             "onnxruntime) and compare it with PyTorch on validation images")
     parser.add_argument("--worst", metavar="N", type=int, default=16,
                         help="with --evaluate: picture the N lowest-scored images (0: none)")
     parser.add_argument("--scores-out", metavar="FILE.csv",
@@ -192,7 +214,9 @@ def main(argv=None):
               f"test-time flips {'on' if rules.tta else 'off'}")
         options = {"batch_size": settings.EVAL_BATCH_SIZE, "channels_last": settings.CHANNELS_LAST,
                    "dtype": autocast_dtype(device, settings.PRECISION)}
-        if args.evaluate:
+        if args.export_onnx:
+            export(settings, model, arguments, args.export_onnx)
+        elif args.evaluate:
             evaluate_test_split(settings, model, arguments, device, rules, options,
                                 args.scores_out, args.worst)
         elif args.input:
@@ -200,7 +224,7 @@ def main(argv=None):
                            args.masks_out, args.submission)
         else:
             plot_test_predictions(settings, model, arguments, device, rules, options)
-    except (DataError, OutputError, CheckpointError) as error:
+    except (DataError, OutputError, CheckpointError, ExportError) as error:
         sys.exit(f"[ERROR] {error}")
 
 

@@ -28,6 +28,15 @@ def logits_at_size(logits, size):
     return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
 
 
+def read_batch(image_paths, arguments):
+    """(images as read, HxWxC uint8; the float batch the network takes: each
+    image resized to its input size, in [0, 1])."""
+    images = [read_image(path, arguments["encChannels"][0]) for path in image_paths]
+    resize = v2.Resize(tuple(arguments["outSize"]), antialias=True)
+    batch = torch.stack([resize(torch.from_numpy(image).permute(2, 0, 1)) for image in images])
+    return images, batch.float() / 255
+
+
 def segment_files(model, arguments, image_paths, device, rules, *, batch_size=64,
                   dtype=None, channels_last=False):
     """Yield a ``Segmented`` per file, its mask made by ``rules`` (a
@@ -36,14 +45,10 @@ def segment_files(model, arguments, image_paths, device, rules, *, batch_size=64
     The logits, not the thresholded mask, are resized back to the image's
     size, so the mask's edges fall between pixels where the model put them.
     """
-    num_channels = arguments["encChannels"][0]
     in_height, in_width = arguments["outSize"]
-    resize = v2.Resize((in_height, in_width), antialias=True)
     for start in range(0, len(image_paths), batch_size):
         chunk = image_paths[start:start + batch_size]
-        images = [read_image(path, num_channels) for path in chunk]
-        batch = torch.stack([resize(torch.from_numpy(image).permute(2, 0, 1))
-                             for image in images]).float() / 255
+        images, batch = read_batch(chunk, arguments)
         logits = predict_logits(model, batch, device, dtype=dtype, channels_last=channels_last,
                                 tta=rules.tta)
         blank = is_blank(batch)

@@ -93,6 +93,15 @@ def test_evaluate_pictures_the_worst_images_and_the_score_by_coverage(trained, t
     assert (tmp_path / "coverage.png").stat().st_size > 0
 
 
+def test_predict_exports_onnx_and_checks_it(trained, tmp_path, capsys):
+    for package in ("onnx", "onnxscript", "onnxruntime"):
+        pytest.importorskip(package, reason=f"{package} is optional and not installed here")
+    _, output = trained
+    predict.main(["--base-output", output, "--export-onnx", str(tmp_path / "unet.onnx")])
+    line = capsys.readouterr().out.split("differ from PyTorch's by at most")[1].split()[0]
+    assert (tmp_path / "unet.onnx").stat().st_size > 0 and float(line) < 1e-4
+
+
 def test_predict_plots_ten_distinct_test_images(trained):
     _, output = trained
     predict.main(["--base-output", output, *SMALL])
