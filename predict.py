@@ -16,17 +16,18 @@ from tqdm import tqdm
 
 from pyimagesearch.checkpoint import CheckpointError, load_model
 from pyimagesearch.cli import build_parser, settings_from_args
-from pyimagesearch.dataset import DataError, by_stem, list_image_files, read_mask
+from pyimagesearch.dataset import DataError, MaskFormat, by_stem, list_image_files, read_mask
 from pyimagesearch.engine import autocast_dtype, prepare_model, reuse_freed_memory
 from pyimagesearch.export import (INPUT_NAME, OUTPUT_NAME, ExportError, export_onnx,
                                   onnx_difference)
 from pyimagesearch.files import OutputError, atomic_path, ensure_folder, write_csv
-from pyimagesearch.inference import evaluate_pairs, read_batch, segment_files
+from pyimagesearch.inference import evaluate_classes, evaluate_pairs, read_batch, segment_files
 from pyimagesearch.metrics import (COVERAGE_KINDS, competition_score_per_image, coverage_kind,
                                    summarize)
 from pyimagesearch.postprocess import PredictionRules
-from pyimagesearch.plots import (display_available, plot_gallery, plot_prediction,
-                                 plot_score_by_coverage, show_open_figures)
+from pyimagesearch.plots import (class_colours, colour_mask, display_available, plot_classes,
+                                 plot_gallery, plot_prediction, plot_score_by_coverage,
+                                 show_open_figures)
 from pyimagesearch.rle import encode
 from pyimagesearch.split import read_test_paths
 
@@ -43,13 +44,20 @@ def plot_test_predictions(settings, model, arguments, device, rules, options):
     images = [pairs[i][0] for i in chosen]
     show = display_available()
     predictions = segment_files(model, arguments, images, device, rules, **options)
+    mask_format = MaskFormat.from_settings(settings)
+    colours = class_colours(mask_format.num_classes, mask_format.palette)
     for (image_path, mask_path), segmented in zip((pairs[i] for i in chosen), predictions):
         name = os.path.splitext(os.path.basename(image_path))[0]
         target = os.path.join(settings.PREDICTIONS_PATH, f"{name}.png")
-        true_mask = read_mask(mask_path)
-        plot_prediction(segmented.image.squeeze(), true_mask, segmented.mask,
-                        segmented.probability, target,
-                        f"{name}: score {_score(segmented.mask, true_mask):.2f}", keep_open=show)
+        true_mask = read_mask(mask_path, mask_format)
+        if mask_format.num_classes > 1:
+            plot_classes(segmented.image.squeeze(), true_mask, segmented.mask, colours, target,
+                         name, keep_open=show)
+        else:
+            plot_prediction(segmented.image.squeeze(), true_mask, segmented.mask,
+                            segmented.probability, target,
+                            f"{name}: score {_score(segmented.mask, true_mask):.2f}",
+                            keep_open=show)
         print(f"[INFO] saved {target}")
     if show:
         show_open_figures()
@@ -80,6 +88,8 @@ def evaluate_test_split(settings, model, arguments, device, rules, options, scor
     and pictures of where it fails; with ``scores_out`` also each image's
     metrics, as CSV."""
     pairs = read_test_paths(settings.TEST_PATHS)
+    if settings.NUM_CLASSES > 1:
+        return evaluate_classes_split(settings, model, arguments, device, rules, options, pairs)
     columns = evaluate_pairs(model, arguments, pairs, device, rules, **options)
     summary = summarize(columns)
     means = summary["means"]
@@ -97,6 +107,18 @@ def evaluate_test_split(settings, model, arguments, device, rules, options, scor
         print(f"[INFO] wrote each image's metrics to {scores_out}")
     if worst:
         plot_errors(settings, model, arguments, device, rules, options, pairs, columns, worst)
+    return means
+
+
+def evaluate_classes_split(settings, model, arguments, device, rules, options, pairs):
+    """IoU and Dice of each class over the test split, and their means."""
+    totals = evaluate_classes(model, arguments, pairs, device, rules,
+                              MaskFormat.from_settings(settings), **options)
+    means = totals.means()
+    print(f"[INFO] {len(pairs)} test images at their original size: mean IoU "
+          f"{means['iou']:.4f}  mean Dice {means['dice']:.4f} (over the classes present)")
+    for index, (iou, dice) in enumerate(zip(means["iou_per_class"], means["dice_per_class"])):
+        print(f"[INFO] class {index}: IoU {iou:.4f}  Dice {dice:.4f}")
     return means
 
 
@@ -129,28 +151,43 @@ def mask_targets(paths, input_folder, masks_folder):
     return targets
 
 
-def predict_input(model, arguments, device, rules, options, input_path, masks_folder,
-                  submission):
+def _write_png(path, pixels):
+    with atomic_path(path) as temporary:
+        if not cv2.imwrite(temporary, pixels):
+            raise OutputError(f"cannot write the mask {path}")
+
+
+def predict_input(settings, model, arguments, device, rules, options, input_path,
+                  masks_folder, submission):
     """Segment the image file ``input_path``, or every image in that folder:
-    a 0/255 PNG per image into ``masks_folder`` and/or one run-length line
-    per image into ``submission``."""
+    a PNG mask per image into ``masks_folder`` (0/255 for one class, class
+    indices for several) and/or one run-length line per image into
+    ``submission``."""
+    classes = arguments["nbClasses"]
+    if submission and classes > 1:
+        raise DataError(f"a competition submission holds one class; this model has {classes}")
     input_folder, paths = input_images(input_path)
     targets = None
     if masks_folder:
         targets = mask_targets(paths, input_folder, masks_folder)
         ensure_folder(masks_folder)
+    colours = class_colours(classes, MaskFormat.from_settings(settings).palette)
     rows = []
     predictions = segment_files(model, arguments, paths, device, rules, **options)
     for index, (path, _, mask, _) in enumerate(tqdm(predictions, total=len(paths),
                                                      desc="predicting", unit="image")):
         name = os.path.splitext(os.path.relpath(path, input_folder))[0]
-        if targets:
-            with atomic_path(targets[index]) as temporary:
-                if not cv2.imwrite(temporary, mask * 255):
-                    raise OutputError(f"cannot write the mask {targets[index]}")
+        if targets and classes > 1:
+            _write_png(targets[index], mask)
+            _write_png(os.path.join(masks_folder, "preview", name + ".png"),
+                       cv2.cvtColor(colour_mask(mask, colours), cv2.COLOR_RGB2BGR))
+        elif targets:
+            _write_png(targets[index], mask * 255)
         rows.append({"id": name, "rle_mask": encode(mask)})
     if masks_folder:
-        print(f"[INFO] wrote {len(paths)} masks (0 or 255, each at its image's size) "
+        kind = (f"class indices 0 to {classes - 1}, coloured previews in preview/"
+                if classes > 1 else "0 or 255")
+        print(f"[INFO] wrote {len(paths)} masks ({kind}, each at its image's size) "
               f"to {masks_folder}")
     if submission:
         write_csv(submission, rows)
@@ -160,10 +197,12 @@ def predict_input(model, arguments, device, rules, options, input_path, masks_fo
 def export(settings, model, arguments, path):
     """Write the model as ONNX and compare it with PyTorch on validation images."""
     export_onnx(model, arguments, path)
+    classes = arguments["nbClasses"]
+    rule = ("salt where the logit > log(threshold / (1 - threshold))" if classes == 1
+            else "each pixel's class is that of its largest logit")
     print(f"[INFO] wrote {path}: input '{INPUT_NAME}' (N, {arguments['encChannels'][0]}, "
           f"{arguments['outSize'][0]}, {arguments['outSize'][1]}) in [0, 1], output "
-          f"'{OUTPUT_NAME}' (N, 1, same size); salt where the logit > "
-          f"log(threshold / (1 - threshold))")
+          f"'{OUTPUT_NAME}' (N, {classes}, same size); {rule}")
     pairs = read_test_paths(settings.TEST_PATHS)[:16]
     difference = onnx_difference(path, model, read_batch([image for image, _ in pairs],
                                                          arguments)[1])
@@ -209,6 +248,13 @@ def main(argv=None):
     try:
         model, arguments, metadata = load_model(settings.MODEL_PATH, device)
         model = prepare_model(model, device, settings.CHANNELS_LAST)
+        # the model decides the classes; its training run, their colours
+        settings.NUM_CLASSES = arguments["nbClasses"]
+        if "CLASS_COLORS" not in settings.GIVEN:
+            settings.CLASS_COLORS = metadata.get("settings", {}).get("CLASS_COLORS", "")
+        if settings.NUM_CLASSES > 1 and args.scores_out:
+            raise DataError("--scores-out writes the competition score per image, which is "
+                            "for one class; --evaluate prints each class's IoU and Dice")
         rules = PredictionRules.for_model(settings, metadata)
         print(f"[INFO] threshold {rules.threshold}, minimum salt area {rules.min_area} px, "
               f"test-time flips {'on' if rules.tta else 'off'}")
@@ -220,7 +266,7 @@ def main(argv=None):
             evaluate_test_split(settings, model, arguments, device, rules, options,
                                 args.scores_out, args.worst)
         elif args.input:
-            predict_input(model, arguments, device, rules, options, args.input,
+            predict_input(settings, model, arguments, device, rules, options, args.input,
                            args.masks_out, args.submission)
         else:
             plot_test_predictions(settings, model, arguments, device, rules, options)

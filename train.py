@@ -81,7 +81,7 @@ def train(settings, context, resume=False):
     # 2. The network, its loss, optimizer and learning-rate schedule
     arguments = arguments_from_settings(settings)
     parts = build_parts(settings, context, arguments, loaders[0])
-    lossFunc = CombinedLoss(settings.LOSS)
+    lossFunc = CombinedLoss(settings.LOSS, settings.NUM_CLASSES)
     # 3. An interrupted run continues where its checkpoint left it
     progress = (resume_run(settings, parts, arguments) if resume
                 else Progress(num_epochs=settings.NUM_EPOCHS))
@@ -126,7 +126,7 @@ def train(settings, context, resume=False):
     print(f"[INFO] best validation score {best['val_score']:.4f} at epoch {best['epoch']} "
           f"(saved to {settings.MODEL_PATH}); last epoch saved to {settings.LAST_MODEL_PATH}")
     # 6. Choose the threshold and minimum salt area on the validation images
-    if settings.TUNE_THRESHOLD and context.is_main:
+    if settings.TUNE_THRESHOLD and context.is_main and settings.NUM_CLASSES == 1:
         tune_prediction(settings, testDS, context.device)
 
 

@@ -30,8 +30,9 @@ class RandomZoom:
     ``scale`` of the area, of aspect ratio within ``ratio``) and resize it
     back to ``size``, the mask as ``dataset.resize_mask`` does."""
 
-    def __init__(self, size, p=0.5, scale=(0.7, 1.0), ratio=(0.85, 1.18)):
+    def __init__(self, size, p=0.5, scale=(0.7, 1.0), ratio=(0.85, 1.18), num_classes=1):
         self.size, self.p, self.scale, self.ratio = list(size), p, scale, ratio
+        self.num_classes = num_classes
 
     def __call__(self, image, mask):
         if torch.rand(1).item() >= self.p:
@@ -40,10 +41,10 @@ class RandomZoom:
         image = v2.functional.resized_crop(image, top, left, height, width, self.size,
                                            antialias=True)
         mask = v2.functional.crop(mask.as_subclass(torch.Tensor), top, left, height, width)
-        return image, tv_tensors.Mask(resize_mask(mask, self.size))
+        return image, tv_tensors.Mask(resize_mask(mask, self.size, self.num_classes))
 
 
-def training_transforms(size, augment):
+def training_transforms(size, augment, num_classes=1):
     """The joint transform for training samples of ``size`` (height, width), or None."""
     if not augment:
         return None
@@ -53,6 +54,6 @@ def training_transforms(size, augment):
         v2.RandomHorizontalFlip(),
         # a zoom into 70-100% of the tile, shifted at random: new positions
         # and scales without the empty borders that a plain shift leaves
-        RandomZoom(size),
+        RandomZoom(size, num_classes=num_classes),
         v2.RandomApply([v2.ColorJitter(brightness=0.15, contrast=0.15)], p=0.5),
     ])

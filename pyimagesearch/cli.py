@@ -11,7 +11,7 @@ import re
 import types
 
 from pyimagesearch import config
-from pyimagesearch.dataset import CHANNEL_COUNTS
+from pyimagesearch.dataset import CHANNEL_COUNTS, MAX_CLASSES, parse_palette
 from pyimagesearch.engine import PRECISIONS
 from pyimagesearch.losses import LOSSES, is_valid_name
 from pyimagesearch.model import VARIANTS
@@ -55,7 +55,9 @@ _CHECKS = {
     "NUM_LEVELS": (_is_positive, "a whole number >= 1"),
     "BASE_FILTERS": (_is_positive, "a whole number >= 1"),
     "BOTTLENECK_FILTERS": (lambda v: v >= 0, "0 (double the level above) or a whole number"),
-    "NUM_CLASSES": (lambda v: v == 1, "1 (binary salt / not-salt segmentation)"),
+    "NUM_CLASSES": (lambda v: 1 <= v <= MAX_CLASSES,
+                    f"1 (salt / not salt) or the number of classes, background included, "
+                    f"up to {MAX_CLASSES}"),
     "NUM_CHANNELS": (lambda v: v in CHANNEL_COUNTS, f"{_one_of(CHANNEL_COUNTS)} (gray or RGB)"),
     "INPUT_IMAGE_WIDTH": (lambda v: v >= 8, "at least 8 pixels"),
     "INPUT_IMAGE_HEIGHT": (lambda v: v >= 8, "at least 8 pixels"),
@@ -75,6 +77,25 @@ _CHECKS = {
     "DEVICE": (lambda v: re.fullmatch(r"cpu|mps|cuda(:\d+)?", v) is not None,
                "'cpu', 'cuda', 'cuda:N' or 'mps'"),
 }
+
+
+def _check_classes(values, parser):
+    """The settings that depend on NUM_CLASSES agree with it."""
+    classes = values["NUM_CLASSES"]
+    try:
+        palette = parse_palette(values["CLASS_COLORS"])
+    except ValueError as error:
+        parser.error(f"CLASS_COLORS (--class-colors): {error}; write one R,G,B per class, "
+                     f"background first, e.g. '0,0,0;255,0,0;0,0,255'")
+    if palette and len(palette) != classes:
+        parser.error(f"CLASS_COLORS names {len(palette)} colours but NUM_CLASSES is {classes}: "
+                     f"give one colour per class, background first")
+    if classes > 1 and not is_valid_name(values["LOSS"], classes):
+        parser.error(f"LOSS {values['LOSS']!r} is not for {classes} classes: use 'bce' "
+                     f"(softmax cross-entropy), 'dice', 'lovasz' or a sum of them")
+    if classes > 1 and values["TUNE_THRESHOLD"]:
+        parser.error("TUNE_THRESHOLD chooses a salt threshold, which several classes do not "
+                     "have: give --tune-threshold false")
 
 
 def config_defaults():
@@ -117,6 +138,11 @@ def build_parser(description):
     return parser
 
 
+def _is_path(value):
+    # config.py's paths are absolute; its other strings are names and lists
+    return isinstance(value, str) and os.path.isabs(value)
+
+
 def _is_inside(path, folder):
     path, folder = os.path.abspath(path), os.path.abspath(folder)
     return path != folder and os.path.commonpath([path, folder]) == folder
@@ -134,9 +160,9 @@ def settings_from_args(args, parser):
     preset = getattr(args, "preset", None)
     values = {**defaults, **PRESETS.get(preset, {}), **given}
     for name, default in defaults.items():
-        if name in given or not isinstance(default, str):
+        if name in given or not _is_path(default):
             continue
-        outer = [g for g in given if isinstance(defaults[g], str)
+        outer = [g for g in given if _is_path(defaults[g])
                  and _is_inside(default, defaults[g])]
         if outer:
             deepest = max(outer, key=lambda g: len(os.path.abspath(defaults[g])))
@@ -148,6 +174,7 @@ def settings_from_args(args, parser):
         if not test(values[name]):
             parser.error(f"{name} ({flag_name(name)}) is {values[name]!r}: "
                          f"it must be {expected}")
+    _check_classes(values, parser)
     settings = types.SimpleNamespace(**values)
     settings.GIVEN = frozenset(given)
     settings.PRESET = preset

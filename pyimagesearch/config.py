@@ -33,7 +33,13 @@ PIN_MEMORY = DEVICE.startswith("cuda")
 # 1 reads every image as grayscale (TGS images are RGB with identical
 # channels), 3 as RGB
 NUM_CHANNELS = 1
+# 1: salt or not (any nonzero mask pixel is salt). Above 1: the number of
+# classes, background (0) included; mask pixels hold class indices
 NUM_CLASSES = 1
+# with NUM_CLASSES above 1, masks drawn in colours: one "R,G,B" per class,
+# background first, joined by ";" (e.g. "0,0,0;255,0,0;0,0,255"); empty reads
+# mask pixels as class indices
+CLASS_COLORS = ""
 # number of encoder blocks; the width doubles at each level from BASE_FILTERS
 NUM_LEVELS = 3
 BASE_FILTERS = 16

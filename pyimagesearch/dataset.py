@@ -5,6 +5,7 @@ memory as uint8: decoding PNGs again every epoch would cost more than the
 network itself on a small CPU.
 """
 import os
+import typing
 
 import cv2
 import numpy as np
@@ -17,6 +18,37 @@ from tqdm import tqdm
 
 # the allowed values of NUM_CHANNELS: images are read as gray or as RGB
 CHANNEL_COUNTS = (1, 3)
+# masks are kept as 8-bit class indices
+MAX_CLASSES = 256
+
+
+class MaskFormat(typing.NamedTuple):
+    """How mask files encode classes. One class: any nonzero pixel is the
+    foreground. Several: each pixel holds its class index (0 = background),
+    or, with a ``palette`` (one RGB colour per class, class 0 first), its
+    class's colour."""
+    num_classes: int = 1
+    palette: tuple = ()
+
+    @classmethod
+    def from_settings(cls, settings):
+        return cls(settings.NUM_CLASSES, parse_palette(settings.CLASS_COLORS))
+
+
+def parse_palette(text):
+    """``"0,0,0;255,0,0"`` as ((0, 0, 0), (255, 0, 0)); ValueError if malformed."""
+    if not text.strip():
+        return ()
+    malformed = ValueError(f"{text!r} is not a list of distinct R,G,B colours")
+    try:
+        colours = tuple(tuple(int(value) for value in colour.split(","))
+                        for colour in text.split(";"))
+    except ValueError:
+        raise malformed from None
+    if any(len(colour) != 3 or not all(0 <= value <= 255 for value in colour)
+           for colour in colours) or len(set(colours)) != len(colours):
+        raise malformed
+    return colours
 
 
 class DataError(ValueError):
@@ -108,14 +140,19 @@ def read_image(path, num_channels):
     return gray[:, :, None] if num_channels == 1 else color
 
 
-def read_mask(path):
-    """A mask as a uint8 HxW array of 0 (background) and 1 (salt).
+def read_mask(path, mask_format=MaskFormat()):
+    """A mask as a uint8 HxW array of class indices: 0 (background) and 1
+    (salt) for one class, 0 to num_classes - 1 for several.
 
-    Any nonzero value is salt: TGS masks are 16-bit 0/65535 when they hold salt
-    and 8-bit 0 when they are empty. A mask with several nonzero values is not
-    a binary mask (a JPEG or a label map), and is refused rather than guessed.
+    One class: any nonzero value is salt (TGS masks are 16-bit 0/65535 when
+    they hold salt and 8-bit 0 when they are empty). A mask with several
+    nonzero values is not a binary mask (a JPEG or a label map), and is
+    refused rather than guessed. An alpha channel is ignored: it says how
+    opaque a pixel is, not what it shows.
     """
     pixels = _read(path)
+    if mask_format.num_classes > 1:
+        return _class_indices(pixels, path, mask_format)
     if pixels.ndim == 3:
         pixels = pixels.max(axis=2)
     salt = pixels[pixels > 0]
@@ -126,36 +163,71 @@ def read_mask(path):
     return (pixels > 0).astype(np.uint8)
 
 
-def resize_mask(mask, size):
-    """A 0/1 mask (uint8) resized as its image is: resampled bilinearly as
-    floats and thresholded at one half.
+def _class_indices(pixels, path, mask_format):
+    if mask_format.palette:
+        if pixels.ndim != 3:
+            raise DataError(f"{path} is a gray mask, but CLASS_COLORS names colours; "
+                            f"save colour masks or give --class-colors ''")
+        rgb = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB).astype(np.int64)
+        codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+        known = {(r << 16) | (g << 8) | b: index
+                 for index, (r, g, b) in enumerate(mask_format.palette)}
+        unknown = np.setdiff1d(np.unique(codes), list(known))
+        if unknown.size:
+            code = int(unknown[0])
+            raise DataError(f"{path} has the colour {(code >> 16, (code >> 8) & 255, code & 255)}"
+                            f", which is not among the CLASS_COLORS {mask_format.palette}")
+        lookup = np.vectorize(known.get, otypes=[np.uint8])
+        return lookup(codes)
+    if pixels.ndim == 3:
+        if not (np.array_equal(pixels[..., 0], pixels[..., 1])
+                and np.array_equal(pixels[..., 0], pixels[..., 2])):
+            raise DataError(f"{path} is a colour mask; give each class's colour with "
+                            f"--class-colors, or save masks as class indices (0 to "
+                            f"{mask_format.num_classes - 1})")
+        pixels = pixels[..., 0]
+    if pixels.max() >= mask_format.num_classes:
+        raise DataError(f"{path} holds the class {int(pixels.max())}, but NUM_CLASSES is "
+                        f"{mask_format.num_classes} (classes 0 to "
+                        f"{mask_format.num_classes - 1}); raise --num-classes or fix the mask")
+    return pixels.astype(np.uint8)
+
+
+def resize_mask(mask, size, num_classes=1):
+    """A uint8 mask of class indices resized as its image is: each class's
+    pixels resampled bilinearly as floats, and each pixel given the class
+    with the most weight (for one class: salt where it is over one half).
 
     Nearest-neighbour resizing, torchvision's choice for ``tv_tensors.Mask``,
     takes pixels on another grid than the image's bilinear resize and shifts
     the mask by up to half a source pixel against its image.
     """
-    resized = v2.functional.resize(mask.as_subclass(torch.Tensor).float(), list(size),
-                                   antialias=True)
-    return (resized > 0.5).to(torch.uint8)
+    mask = mask.as_subclass(torch.Tensor)
+    if num_classes == 1:
+        resized = v2.functional.resize(mask.float(), list(size), antialias=True)
+        return (resized > 0.5).to(torch.uint8)
+    one_hot = torch.nn.functional.one_hot(mask[0].long(), num_classes).permute(2, 0, 1)
+    resized = v2.functional.resize(one_hot.float(), list(size), antialias=True)
+    return resized.argmax(0, keepdim=True).to(torch.uint8)
 
 
-def resize_pair(image, mask, size):
-    """Resize jointly on one pixel grid; the mask stays binary."""
+def resize_pair(image, mask, size, num_classes=1):
+    """Resize jointly on one pixel grid; the mask keeps its class indices."""
     image = v2.functional.resize(tv_tensors.Image(image), list(size), antialias=True)
-    return image, tv_tensors.Mask(resize_mask(mask, size))
+    return image, tv_tensors.Mask(resize_mask(mask, size, num_classes))
 
 
-def load_pair(image_path, mask_path, size, num_channels):
+def load_pair(image_path, mask_path, size, num_channels, mask_format=MaskFormat()):
     """One pair as uint8 tensors (C,H,W) and (1,H,W) at ``size`` = (height, width)."""
     image = read_image(image_path, num_channels)
-    mask = read_mask(mask_path)
+    mask = read_mask(mask_path, mask_format)
     if image.shape[:2] != mask.shape:
         raise DataError(f"{image_path} is {image.shape[1]}x{image.shape[0]} but its "
                         f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]}; "
                         f"an image and its mask must have the same size")
     image = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
     mask = torch.from_numpy(mask)[None]
-    return resize_pair(image, mask, size)
+    return resize_pair(image, mask, size, mask_format.num_classes)
 
 
 class SegmentationDataset(torch.utils.data.Dataset):
@@ -165,21 +237,24 @@ class SegmentationDataset(torch.utils.data.Dataset):
     jointly to the image and mask of each sample, e.g. random flips. With
     ``skip_bad_files`` a pair that cannot be read is left out and its error
     kept in ``skipped`` instead of raised.
-    Samples come out as float tensors: image in [0, 1], mask 0/1.
+    Samples come out as an image (C,H,W) of floats in [0, 1] and a mask:
+    (1,H,W) floats 0/1 for one class, (H,W) class indices (int64) for several.
     """
 
     def __init__(self, imagePaths, maskPaths, transforms=None, *,
-                 size=(128, 128), num_channels=1, skip_bad_files=False, progress=False):
+                 size=(128, 128), num_channels=1, skip_bad_files=False, progress=False,
+                 mask_format=MaskFormat()):
         if len(imagePaths) != len(maskPaths):
             raise DataError(f"{len(imagePaths)} images but {len(maskPaths)} masks")
         self.transforms = transforms
+        self.num_classes = mask_format.num_classes
         self.imagePaths, self.maskPaths, self.skipped = [], [], []
         images, masks = [], []
         for image_path, mask_path in tqdm(zip(imagePaths, maskPaths), total=len(imagePaths),
                                           desc="reading images", disable=not progress,
                                           leave=False):
             try:
-                image, mask = load_pair(image_path, mask_path, size, num_channels)
+                image, mask = load_pair(image_path, mask_path, size, num_channels, mask_format)
             except DataError as error:
                 if not skip_bad_files:
                     raise
@@ -201,4 +276,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         image, mask = tv_tensors.Image(self.images[idx]), tv_tensors.Mask(self.masks[idx])
         if self.transforms is not None:
             image, mask = self.transforms(image, mask)
-        return image.as_subclass(torch.Tensor).float() / 255, mask.as_subclass(torch.Tensor).float()
+        image, mask = image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
+        if self.num_classes > 1:
+            return image.float() / 255, mask[0].long()
+        return image.float() / 255, mask.float()

@@ -9,7 +9,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
-from pyimagesearch.metrics import MetricTotals
+from pyimagesearch.metrics import ClassTotals, MetricTotals
 
 
 class TrainingDiverged(RuntimeError):
@@ -202,11 +202,12 @@ def train_one_epoch(model, loader, loss_fn, optimizer, device, *, dtype=None,
 
 @torch.inference_mode()
 def evaluate(model, loader, loss_fn, device, threshold, *, dtype=None,
-             channels_last=False, description="validate"):
+             channels_last=False, description="validate", num_classes=1):
     """Loss, IoU, Dice and competition score summed over ``loader``'s images,
-    without test-time flips (it ranks epochs; ``collect_probabilities`` flips)."""
+    without test-time flips (it ranks epochs; ``collect_probabilities`` flips).
+    With several classes: the loss and each class's pixel counts."""
     model.eval()
-    totals = MetricTotals(device)
+    totals = MetricTotals(device) if num_classes == 1 else ClassTotals(num_classes, device)
     for images, masks in tqdm(loader, desc=description, leave=False,
                               disable=description is None):
         images, masks = _to_device(images, masks, device, channels_last)
@@ -214,7 +215,10 @@ def evaluate(model, loader, loss_fn, device, threshold, *, dtype=None,
             logits = model(images)
         logits = logits.float()
         loss = loss_fn(logits, masks)
-        totals.add(loss, torch.sigmoid(logits) > threshold, masks > 0.5)
+        if num_classes == 1:
+            totals.add(loss, torch.sigmoid(logits) > threshold, masks > 0.5)
+        else:
+            totals.add(loss, logits.argmax(1), masks)
     return totals
 
 

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from pyimagesearch.dataset import read_image, read_mask
 from pyimagesearch.engine import predict_logits
-from pyimagesearch.metrics import METRICS
+from pyimagesearch.metrics import METRICS, ClassTotals
 from pyimagesearch.postprocess import is_blank, to_masks
 
 
@@ -57,10 +57,33 @@ def segment_files(model, arguments, image_paths, device, rules, *, batch_size=64
             full_size = logits_at_size(image_logits[None], (height, width))
             # the minimum area was chosen at the network's size
             min_area = rules.min_area * height * width / (in_height * in_width)
-            probability = torch.sigmoid(full_size)
-            mask = to_masks(probability, rules.threshold, min_area, image_blank[None])[0, 0]
+            mask, probability = _decide(full_size, rules, min_area, image_blank)
             yield Segmented(path, image, mask.cpu().numpy().astype(np.uint8),
-                            probability[0, 0].cpu().numpy())
+                            probability.cpu().numpy())
+
+
+def _decide(logits, rules, min_area, blank):
+    """(mask, probability of its class per pixel) from one image's logits
+    (1,K,H,W): by the rules for one class, the likeliest class for several."""
+    if logits.shape[1] == 1:
+        probability = torch.sigmoid(logits)
+        mask = to_masks(probability, rules.threshold, min_area, blank[None])
+        return mask[0, 0], probability[0, 0]
+    probability, mask = logits.softmax(1)[0].max(0)
+    return mask * ~blank, probability
+
+
+def evaluate_classes(model, arguments, pairs, device, rules, mask_format, **options):
+    """Each class's pixel counts over all the pairs, at the images' own sizes,
+    as a ``ClassTotals`` (without a loss)."""
+    totals = ClassTotals(mask_format.num_classes)
+    predictions = segment_files(model, arguments, [image for image, _ in pairs], device,
+                                rules, **options)
+    for (_, mask_path), segmented in tqdm(zip(pairs, predictions), total=len(pairs),
+                                          desc="evaluating", unit="image"):
+        truth = torch.from_numpy(read_mask(mask_path, mask_format))[None]
+        totals.add(torch.zeros(()), torch.from_numpy(segmented.mask)[None], truth)
+    return totals
 
 
 def evaluate_pairs(model, arguments, pairs, device, rules, **options):

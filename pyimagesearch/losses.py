@@ -1,4 +1,5 @@
-"""Training losses for binary segmentation, all taking logits and 0/1 targets.
+"""Training losses, all taking logits: (N,1,H,W) with 0/1 targets for one
+class, (N,K,H,W) with (N,H,W) class indices for K classes.
 
 - "bce": binary cross-entropy, the tutorial's loss; every pixel counts alike.
 - "dice": one minus the soft Dice coefficient over the whole batch; it weighs
@@ -8,6 +9,9 @@
 - "lovasz_elu": the same with elu(e) + 1 in place of max(e, 0) for each pixel
   error e, a smooth penalty that still moves pixels already past their margin.
 Combinations such as "bce+lovasz" add their parts with equal weights.
+With several classes "bce" is its multi-class form, softmax cross-entropy,
+"dice" the mean of each class's soft Dice loss and "lovasz" the
+Lovasz-softmax; "lovasz_elu" is for one class only.
 """
 import torch
 import torch.nn.functional as F
@@ -28,6 +32,16 @@ def soft_dice_loss(logits, targets, smooth=1.0):
     return 1 - (2 * intersection + smooth) / (total + smooth)
 
 
+def _lovasz_weights(truth_sorted):
+    """How much each error, in the order given (worst first), raises 1 - IoU
+    when it joins the set of wrong pixels; along the last dimension."""
+    salt = truth_sorted.sum(-1, keepdim=True)
+    intersection = salt - truth_sorted.cumsum(-1)
+    union = salt + (1 - truth_sorted).cumsum(-1)
+    jaccard = 1 - intersection / union
+    return torch.cat([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], dim=-1)
+
+
 def lovasz_hinge(logits, targets, penalty=F.relu):
     """Mean over images of the Lovasz extension of the IoU loss of each image.
 
@@ -41,11 +55,7 @@ def lovasz_hinge(logits, targets, penalty=F.relu):
     errors = 1 - logits * (2 * targets - 1)
     errors_sorted, order = errors.sort(dim=1, descending=True)
     truth_sorted = targets.gather(1, order)
-    salt = truth_sorted.sum(1, keepdim=True)
-    intersection = salt - truth_sorted.cumsum(1)
-    union = salt + (1 - truth_sorted).cumsum(1)
-    jaccard = 1 - intersection / union
-    weights = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)
+    weights = _lovasz_weights(truth_sorted)
     return (penalty(errors_sorted) * weights).sum(1).mean()
 
 
@@ -54,25 +64,55 @@ def lovasz_elu(logits, targets):
     return lovasz_hinge(logits, targets, penalty=lambda errors: F.elu(errors) + 1)
 
 
+def multiclass_dice_loss(logits, targets, smooth=1.0):
+    """The mean over classes of each class's soft Dice loss over the batch."""
+    probabilities = logits.softmax(1)
+    one_hot = F.one_hot(targets, logits.shape[1]).permute(0, 3, 1, 2).to(probabilities.dtype)
+    intersection = (probabilities * one_hot).sum((0, 2, 3))
+    total = probabilities.sum((0, 2, 3)) + one_hot.sum((0, 2, 3))
+    return (1 - (2 * intersection + smooth) / (total + smooth)).mean()
+
+
+def lovasz_softmax(logits, targets):
+    """The Lovasz-softmax over the batch: for each class present, the Lovasz
+    extension of its 1 - IoU applied to the errors |1[class] - p(class)|,
+    averaged. For certain predictions it is the mean of 1 - IoU over classes."""
+    probabilities = logits.softmax(1).movedim(1, -1).reshape(-1, logits.shape[1])
+    labels = targets.reshape(-1)
+    losses = []
+    for index in range(logits.shape[1]):
+        truth = (labels == index).to(probabilities.dtype)
+        if not truth.any():
+            continue
+        errors_sorted, order = (truth - probabilities[:, index]).abs().sort(descending=True)
+        losses.append((errors_sorted * _lovasz_weights(truth[order])).sum())
+    return torch.stack(losses).mean()
+
+
 _PARTS = {"bce": F.binary_cross_entropy_with_logits, "dice": soft_dice_loss,
           "lovasz": lovasz_hinge, "lovasz_elu": lovasz_elu}
+# the forms of the losses for several classes
+_MULTICLASS_PARTS = {"bce": F.cross_entropy, "dice": multiclass_dice_loss,
+                     "lovasz": lovasz_softmax}
 
 
-def is_valid_name(name):
+def is_valid_name(name, num_classes=1):
     parts = name.split("+")
-    return all(part in _PARTS for part in parts) and len(set(parts)) == len(parts)
+    known = _PARTS if num_classes == 1 else _MULTICLASS_PARTS
+    return all(part in known for part in parts) and len(set(parts)) == len(parts)
 
 
 class CombinedLoss(torch.nn.Module):
     """The sum of the named losses, e.g. ``CombinedLoss("bce+lovasz")``."""
 
-    def __init__(self, name="bce"):
+    def __init__(self, name="bce", num_classes=1):
         super().__init__()
-        if not is_valid_name(name):
-            raise ValueError(f"unknown loss {name!r}: use one of {LOSSES} or several "
-                             f"joined with '+', e.g. 'bce+lovasz'")
+        if not is_valid_name(name, num_classes):
+            raise ValueError(f"unknown loss {name!r} for {num_classes} class(es): use one of "
+                             f"{LOSSES} or several joined with '+', e.g. 'bce+lovasz'")
         self.name = name
-        self.parts = [_PARTS[part] for part in name.split("+")]
+        known = _PARTS if num_classes == 1 else _MULTICLASS_PARTS
+        self.parts = [known[part] for part in name.split("+")]
 
     def forward(self, logits, targets):
         return sum(part(logits, targets) for part in self.parts)

@@ -94,6 +94,55 @@ class MetricTotals:
         return {name: total / count for name, total in zip(self.NAMES, sums)}
 
 
+def class_counts(pred, target, num_classes):
+    """(intersections, predicted areas, true areas), a row each with one
+    column per class, summed over a batch of class-index masks."""
+    pred, target = pred.flatten().long(), target.flatten().long()
+    return torch.stack([torch.bincount(target[pred == target], minlength=num_classes),
+                        torch.bincount(pred, minlength=num_classes),
+                        torch.bincount(target, minlength=num_classes)])
+
+
+def class_metrics(counts):
+    """IoU and Dice per class from ``class_counts`` rows; NaN for a class
+    neither predicted nor present, which has nothing to score."""
+    inter, pred_area, target_area = counts.double()
+    union = pred_area + target_area - inter
+    nothing = union == 0
+    iou = torch.where(nothing, torch.nan, inter / union.clamp(min=1))
+    dice = torch.where(nothing, torch.nan, 2 * inter / (pred_area + target_area).clamp(min=1))
+    return iou, dice
+
+
+class ClassTotals:
+    """MetricTotals for several classes: running sums of the loss and of each
+    class's pixel counts, all in one tensor ``sums`` that processes add up."""
+
+    def __init__(self, num_classes, device="cpu"):
+        self.num_classes = num_classes
+        self.sums = torch.zeros(2 + 3 * num_classes, dtype=torch.float64, device=device)
+
+    def add(self, loss, pred, target):
+        """``loss``: the batch's mean loss per image; pred/target: class indices."""
+        counts = class_counts(pred, target, self.num_classes).double().flatten()
+        count = torch.tensor([float(len(pred))], dtype=torch.float64, device=self.sums.device)
+        self.sums += torch.cat([loss.detach().double().reshape(1) * len(pred), count, counts])
+
+    @property
+    def count(self):
+        return int(self.sums[1].item())
+
+    def means(self):
+        """Loss per image; IoU and Dice per class and their means over the
+        classes there were ("score" is the mean IoU, which ranks epochs)."""
+        if self.count == 0:
+            raise ValueError("no images were evaluated")
+        iou, dice = class_metrics(self.sums[2:].reshape(3, self.num_classes).cpu())
+        return {"loss": self.sums[0].item() / self.count, "iou": iou.nanmean().item(),
+                "dice": dice.nanmean().item(), "score": iou.nanmean().item(),
+                "iou_per_class": iou.tolist(), "dice_per_class": dice.tolist()}
+
+
 def score_shortfall(scores, has_salt, predicted_salt):
     """Where a mean competition score falls short of 1, by kind of image.
 

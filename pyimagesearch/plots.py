@@ -84,6 +84,39 @@ def plot_prediction(image, true_mask, predicted_mask, probability, path, title,
     return figure
 
 
+def class_colours(num_classes, palette=()):
+    """An RGB uint8 colour per class: the palette given, or black for the
+    background and matplotlib's tab10 colours for the others."""
+    if palette:
+        return np.array(palette, dtype=np.uint8)
+    table = plt.get_cmap("tab10").colors
+    colours = [(0, 0, 0)] + [table[index % len(table)] for index in range(num_classes - 1)]
+    return np.round(np.array(colours) * 255).astype(np.uint8)
+
+
+def colour_mask(mask, colours):
+    """An RGB picture of a class-index mask."""
+    return colours[mask]
+
+
+def plot_classes(image, true_mask, predicted_mask, colours, path, title, keep_open=False):
+    """Image, true classes and predicted classes in colour; returns the figure."""
+    figure, axes = plt.subplots(1, 3, figsize=(10, 3.8))
+    axes[0].imshow(image, cmap="gray", vmin=0, vmax=255)
+    for axis, mask, name in ((axes[1], true_mask, "true classes"),
+                             (axes[2], predicted_mask, "predicted classes")):
+        axis.imshow(colour_mask(mask, colours))
+        axis.set_title(name, fontsize=9)
+    for axis in axes:
+        axis.axis("off")
+    axes[0].set_title("image", fontsize=9)
+    figure.suptitle(title)
+    _save(figure, path)
+    if not keep_open:
+        plt.close(figure)
+    return figure
+
+
 def plot_gallery(panels, path, columns=4):
     """A grid of images with their outlines; ``panels`` holds (image, true
     mask, predicted mask, title) tuples. Returns the figure."""

@@ -8,8 +8,8 @@ from sklearn.model_selection import train_test_split
 
 from pyimagesearch import config, distributed, synthetic
 from pyimagesearch.augment import training_transforms
-from pyimagesearch.dataset import (DataError, SegmentationDataset, list_image_files,
-                                   pair_image_mask_paths)
+from pyimagesearch.dataset import (DataError, MaskFormat, SegmentationDataset,
+                                   list_image_files, pair_image_mask_paths)
 from pyimagesearch.files import write_text
 
 STOCK_IMAGE_FOLDER = os.path.join(config.PROJECT_ROOT, "dataset", "train", "images")
@@ -22,7 +22,12 @@ def dataset_folders(settings):
     stock = (os.path.abspath(image_folder) == STOCK_IMAGE_FOLDER
              and not settings.GIVEN & {"DATASET_PATH", "IMAGE_DATASET_PATH"})
     if stock and not (os.path.isdir(image_folder) and list_image_files(image_folder)):
-        folder = settings.SYNTHETIC_DATASET_PATH
+        classes = settings.NUM_CLASSES
+        if classes not in (1, 3):
+            raise DataError(f"{image_folder} holds no images, and the built-in synthetic "
+                            f"data has 1 or 3 classes, not {classes}; put your data there "
+                            f"or give --dataset-path")
+        folder = settings.SYNTHETIC_DATASET_PATH + ("" if classes == 1 else f"_{classes}_classes")
         print(f"[INFO] {image_folder} holds no images: training on built-in synthetic "
               f"salt data in {folder} (see README to use the real TGS data)")
         images, masks = os.path.join(folder, "images"), os.path.join(folder, "masks")
@@ -32,7 +37,7 @@ def dataset_folders(settings):
             for kind in (images, masks):
                 shutil.rmtree(kind, ignore_errors=True)
             synthetic.write_dataset(folder, settings.SYNTHETIC_NUM_IMAGES, seed=settings.SEED,
-                                    progress=True)
+                                    progress=True, num_classes=classes)
         return images, masks
     return image_folder, mask_folder
 
@@ -79,8 +84,9 @@ def read_split(settings, context):
     print(f"[INFO] reading {len(imagePaths)} images from {image_folder}")
     reading = {"size": (settings.INPUT_IMAGE_HEIGHT, settings.INPUT_IMAGE_WIDTH),
                "num_channels": settings.NUM_CHANNELS,
+               "mask_format": MaskFormat.from_settings(settings),
                "skip_bad_files": settings.SKIP_BAD_FILES, "progress": context.is_main}
-    transforms = training_transforms(reading["size"], settings.AUGMENT)
+    transforms = training_transforms(reading["size"], settings.AUGMENT, settings.NUM_CLASSES)
     trainDS = SegmentationDataset(trainImages, trainMasks, transforms, **reading)
     testDS = SegmentationDataset(testImages, testMasks, **reading)
     skipped = trainDS.skipped + testDS.skipped

@@ -6,6 +6,10 @@ bottom or the side whose inside has none of the layering, only a faint
 blotchy texture, which is how salt looks in real seismic data. The files
 carry the quirks of the real TGS data: RGB images with three identical
 channels, salt masks as 16-bit PNG (0/65535) and empty masks as 8-bit PNG.
+
+With ``num_classes`` 3 half of the images also hold a second kind of body, a
+bright lens of gas high in the section (class 2), and the masks are 8-bit
+class indices: a small multi-class set.
 """
 import os
 
@@ -44,8 +48,16 @@ def _salt_mask(rng, size):
     return (field > np.quantile(field, 1 - coverage)).astype(np.uint8)
 
 
-def make_sample(rng, size=101):
-    """One (image, mask) pair: uint8 HxW gray image and 0/1 mask."""
+def _gas_lens(rng, size):
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float32)
+    centre_row, centre_col = rng.uniform(0.15, 0.45) * size, rng.uniform(0.2, 0.8) * size
+    half_width, half_height = rng.uniform(0.1, 0.22) * size, rng.uniform(0.05, 0.1) * size
+    return ((cols - centre_col) / half_width) ** 2 + ((rows - centre_row) / half_height) ** 2 < 1
+
+
+def make_sample(rng, size=101, num_classes=1):
+    """One (image, mask) pair: uint8 HxW gray image and mask of class indices
+    (0/1 for one class)."""
     image = 128 + _layers(rng, size)
     mask = _salt_mask(rng, size) if rng.random() >= EMPTY_SHARE else np.zeros((size, size), np.uint8)
     if mask.any():
@@ -54,19 +66,26 @@ def make_sample(rng, size=101):
         # the top of a salt body is a strong reflector in seismic sections
         edge = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
         image = image + 40 * edge
+    if num_classes > 2 and rng.random() < 0.5:
+        lens = _gas_lens(rng, size) & (mask == 0)
+        image = np.where(lens, 215 + 8 * _smooth_noise(rng, size, 2), image)
+        mask = np.where(lens, 2, mask).astype(np.uint8)
     image = image + rng.normal(0, 6, image.shape)
     return np.clip(image, 0, 255).astype(np.uint8), mask
 
 
-def write_dataset(folder, count, seed=0, size=101, progress=False):
-    """Write ``count`` pairs to ``folder``/images and ``folder``/masks; returns the folder."""
+def write_dataset(folder, count, seed=0, size=101, progress=False, num_classes=1):
+    """Write ``count`` pairs to ``folder``/images and ``folder``/masks; returns the folder.
+    ``num_classes`` 1 (salt) or 3 (salt and gas)."""
+    if num_classes not in (1, 3):
+        raise ValueError(f"the built-in data has 1 or 3 classes, not {num_classes}")
     rng = np.random.default_rng(seed)
     for kind in ("images", "masks"):
         os.makedirs(os.path.join(folder, kind), exist_ok=True)
     for index in tqdm(range(count), desc="generating data", disable=not progress, leave=False):
-        image, mask = make_sample(rng, size)
+        image, mask = make_sample(rng, size, num_classes)
         name = f"synthetic_{index:05d}.png"
-        mask_pixels = mask.astype(np.uint16) * 65535 if mask.any() else mask
+        mask_pixels = mask.astype(np.uint16) * 65535 if mask.any() and num_classes == 1 else mask
         for kind, pixels in (("images", cv2.merge([image] * 3)), ("masks", mask_pixels)):
             with atomic_path(os.path.join(folder, kind, name)) as temporary:
                 if not cv2.imwrite(temporary, pixels):

@@ -127,18 +127,25 @@ def train_and_validate(settings, context, parts, loaders, loss_fn, epoch, bars):
     # the epochs are ranked without mirror images, which would double
     # validation's cost every epoch; the tuning after training uses them
     totals = evaluate(parts.evaluated, test_loader, loss_fn, device, settings.THRESHOLD,
-                      **fast, **bars)
+                      num_classes=settings.NUM_CLASSES, **fast, **bars)
     totals.sums = reduce_sum(totals.sums)
     val = totals.means()
-    return {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
-            "val_iou": val["iou"], "val_dice": val["dice"], "val_score": val["score"],
-            "seconds": time.perf_counter() - started}
+    row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
+           "val_iou": val["iou"], "val_dice": val["dice"], "val_score": val["score"]}
+    for name in ("iou", "dice"):
+        for index, value in enumerate(val.get(f"{name}_per_class", ())):
+            row[f"val_{name}_{index}"] = value
+    row["seconds"] = time.perf_counter() - started
+    return row
 
 
 def epoch_line(row, num_epochs):
+    per_class = " ".join(f"{value:.3f}" for name, value in row.items()
+                         if name.startswith("val_iou_"))
     return (f"[INFO] epoch {row['epoch']}/{num_epochs}  train loss {row['train_loss']:.4f}  "
-            f"val loss {row['val_loss']:.4f}  IoU {row['val_iou']:.4f}  "
-            f"Dice {row['val_dice']:.4f}  score {row['val_score']:.4f}  "
+            f"val loss {row['val_loss']:.4f}  IoU {row['val_iou']:.4f}"
+            + (f" (per class {per_class})" if per_class else "")
+            + f"  Dice {row['val_dice']:.4f}  score {row['val_score']:.4f}  "
             f"({row['seconds']:.1f} s)")
 
 

@@ -101,3 +101,21 @@ def test_an_unknown_preset_or_loss_is_refused(capsys):
     with pytest.raises(SystemExit):
         parse_settings(["--loss", "bce+focal"])
     assert "bce+focal" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--num-classes", "3", "--class-colors", "0,0,0;255,0,0"], "names 2 colours"),
+    (["--num-classes", "3", "--class-colors", "0,0,0;red;0,0,255"], "distinct R,G,B"),
+    (["--num-classes", "3", "--loss", "lovasz_elu"], "not for 3 classes"),
+    (["--preset", "salt", "--num-classes", "3"], "--tune-threshold false"),
+    (["--num-classes", "0"], "NUM_CLASSES"),
+])
+def test_class_settings_that_disagree_are_refused(capsys, argv, message):
+    with pytest.raises(SystemExit):
+        parse_settings(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_several_classes_with_their_colours_are_accepted():
+    settings = parse_settings(["--num-classes", "3", "--class-colors", "0,0,0;255,0,0;0,0,255"])
+    assert settings.NUM_CLASSES == 3 and settings.MODEL_VARIANT == "aligned"

@@ -7,8 +7,9 @@ import torch
 from PIL import Image
 
 from pyimagesearch import synthetic
-from pyimagesearch.dataset import (DataError, SegmentationDataset, load_pair,
-                                   pair_image_mask_paths, read_image, read_mask)
+from pyimagesearch.dataset import (DataError, MaskFormat, SegmentationDataset, load_pair,
+                                   pair_image_mask_paths, parse_palette, read_image, read_mask,
+                                   resize_mask)
 from pyimagesearch.inference import logits_at_size
 from pyimagesearch.metrics import iou_per_image
 
@@ -224,3 +225,58 @@ def test_the_exif_orientation_is_applied_to_images_and_masks(tmp_path):
     assert image.shape == mask.shape == (6, 4)
     assert (image[:, 3] > 200).all() and (image[:, :2] < 50).all()
     assert mask[:, 3].all() and not mask[:, :3].any()
+
+
+def test_class_index_masks_of_8_and_16_bits(tmp_path):
+    labels = np.array([[0, 1, 2], [2, 2, 0]], np.uint8)
+    three = MaskFormat(num_classes=3)
+    for name, pixels in (("m8.png", labels), ("m16.png", labels.astype(np.uint16))):
+        mask = read_mask(write(tmp_path / name, pixels), three)
+        assert mask.dtype == np.uint8 and np.array_equal(mask, labels)
+
+
+def test_a_class_outside_num_classes_names_the_file_and_value(tmp_path):
+    path = write(tmp_path / "m.png", np.array([[0, 1], [3, 0]], np.uint8))
+    with pytest.raises(DataError, match=r"m\.png holds the class 3, but NUM_CLASSES is 3"):
+        read_mask(path, MaskFormat(num_classes=3))
+
+
+def test_colour_masks_are_read_with_the_palette(tmp_path):
+    palette = ((0, 0, 0), (255, 0, 0), (0, 0, 255))
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    rgb[0, 1] = (255, 0, 0)
+    rgb[1, 2] = (0, 0, 255)
+    path = write(tmp_path / "colour.png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    mask = read_mask(path, MaskFormat(3, palette))
+    assert mask.tolist() == [[0, 1, 0], [0, 0, 2]]
+    with pytest.raises(DataError, match=r"colour \(255, 0, 0\), which is not among"):
+        read_mask(path, MaskFormat(3, ((0, 0, 0), (0, 255, 0), (0, 0, 255))))
+    with pytest.raises(DataError, match="--class-colors"):
+        read_mask(path, MaskFormat(3))
+
+
+def test_a_palette_is_parsed_or_refused():
+    assert parse_palette("0,0,0; 255,0,0") == ((0, 0, 0), (255, 0, 0))
+    assert parse_palette("") == ()
+    for bad in ("0,0", "0,0,0;0,0,0", "0,0,300", "red"):
+        with pytest.raises(ValueError):
+            parse_palette(bad)
+
+
+def test_class_masks_keep_their_classes_through_resizing():
+    labels = torch.zeros((1, 20, 20), dtype=torch.uint8)
+    labels[:, 2:9, 3:12] = 1
+    labels[:, 12:18, 6:16] = 2
+    up = resize_mask(labels, (40, 40), num_classes=3)
+    assert set(up.unique().tolist()) == {0, 1, 2}
+    assert torch.equal(resize_mask(up, (20, 20), num_classes=3), labels)
+
+
+def test_a_multiclass_dataset_gives_class_indices(tmp_path):
+    folder = synthetic.write_dataset(str(tmp_path / "three"), 6, seed=2, num_classes=3)
+    images, masks = pair_image_mask_paths(os.path.join(folder, "images"),
+                                          os.path.join(folder, "masks"))
+    dataset = SegmentationDataset(images, masks, size=(32, 32), mask_format=MaskFormat(3))
+    _, mask = dataset[0]
+    assert mask.shape == (32, 32) and mask.dtype == torch.int64
+    assert set(dataset.masks.unique().tolist()) == {0, 1, 2}

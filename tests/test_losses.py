@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pyimagesearch.losses import CombinedLoss, lovasz_elu, lovasz_hinge, soft_dice_loss
+from pyimagesearch.losses import (CombinedLoss, is_valid_name, lovasz_elu, lovasz_hinge,
+                                  lovasz_softmax, soft_dice_loss)
 
 
 def image(values):
@@ -102,3 +103,28 @@ def test_lovasz_trains_towards_the_target():
 def test_unknown_loss_names_are_refused(name):
     with pytest.raises(ValueError, match="unknown loss"):
         CombinedLoss(name)
+
+
+def _certain(labels, num_classes=3):
+    return torch.nn.functional.one_hot(labels, num_classes).permute(0, 3, 1, 2).float() * 100
+
+
+def test_lovasz_softmax_of_certain_predictions_is_the_mean_of_one_minus_iou():
+    truth = torch.tensor([[[0, 1], [2, 2]]])
+    # IoU of class 0: 1/2, class 1: 1, class 2: 1/2
+    assert lovasz_softmax(_certain(torch.tensor([[[0, 1], [2, 0]]])), truth).item() == \
+        pytest.approx((0.5 + 0 + 0.5) / 3)
+    assert lovasz_softmax(_certain(truth), truth).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_multiclass_losses_fall_to_zero_for_certain_right_predictions():
+    truth = torch.tensor([[[0, 1], [2, 2]]])
+    loss = CombinedLoss("bce+dice+lovasz", num_classes=3)
+    assert loss(_certain(truth), truth).item() == pytest.approx(0, abs=0.3)
+    assert loss(_certain(truth), truth) < loss(_certain(1 - truth.clamp(max=1)), truth)
+
+
+def test_lovasz_elu_is_for_one_class_only():
+    assert is_valid_name("bce+lovasz", 3) and not is_valid_name("lovasz_elu", 3)
+    with pytest.raises(ValueError, match="3 class"):
+        CombinedLoss("lovasz_elu", num_classes=3)

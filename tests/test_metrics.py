@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from pyimagesearch.metrics import (MetricTotals, competition_score_per_image,
+from pyimagesearch.metrics import (ClassTotals, MetricTotals, class_counts, class_metrics,
+                                   competition_score_per_image,
                                    dice_per_image, iou_per_image, score_shortfall, summarize)
 
 
@@ -123,3 +124,26 @@ def test_summary_worked_by_hand():
     assert summary["standard_error"] == pytest.approx(math.sqrt(0.76 / 3) / math.sqrt(3))
     assert summary["shortfall"]["salt missed"] == pytest.approx((1, 0.0, 1 / 3))
     assert summary["shortfall"]["salt found"] == pytest.approx((1, 0.6, 0.4 / 3))
+
+
+def test_class_metrics_worked_by_hand():
+    # truth  0 1 / 2 2      prediction  0 1 / 2 0
+    truth = torch.tensor([[[0, 1], [2, 2]]])
+    pred = torch.tensor([[[0, 1], [2, 0]]])
+    counts = class_counts(pred, truth, 4)
+    assert counts.tolist() == [[1, 1, 1, 0], [2, 1, 1, 0], [1, 1, 2, 0]]
+    iou, dice = class_metrics(counts)
+    # class 0: 1 / (2 + 1 - 1); class 1: 1; class 2: 1 / (1 + 2 - 1); class 3: nothing
+    assert iou[:3].tolist() == pytest.approx([0.5, 1.0, 0.5]) and math.isnan(iou[3])
+    assert dice[:3].tolist() == pytest.approx([2 / 3, 1.0, 2 / 3])
+
+
+def test_class_totals_add_up_batches_and_average_the_classes_present():
+    totals = ClassTotals(4)
+    totals.add(torch.tensor(0.5), torch.tensor([[[0, 1], [2, 0]]]), torch.tensor([[[0, 1], [2, 2]]]))
+    totals.add(torch.tensor(1.0), torch.tensor([[[0, 0], [0, 0]]]), torch.tensor([[[0, 0], [0, 0]]]))
+    means = totals.means()
+    # class 0 over both images: 5 right of 6 predicted and 5 true -> 5 / 6
+    assert means["iou_per_class"][:3] == pytest.approx([5 / 6, 1.0, 0.5])
+    assert means["iou"] == pytest.approx((5 / 6 + 1 + 0.5) / 3) == means["score"]
+    assert means["loss"] == pytest.approx(0.75)
