@@ -256,8 +256,9 @@ def main(argv=None):
             raise DataError("--scores-out writes the competition score per image, which is "
                             "for one class; --evaluate prints each class's IoU and Dice")
         rules = PredictionRules.for_model(settings, metadata)
-        print(f"[INFO] threshold {rules.threshold}, minimum salt area {rules.min_area} px, "
-              f"test-time flips {'on' if rules.tta else 'off'}")
+        decision = (f"threshold {rules.threshold}, minimum salt area {rules.min_area} px"
+                    if settings.NUM_CLASSES == 1 else "each pixel takes its likeliest class")
+        print(f"[INFO] {decision}, test-time flips {'on' if rules.tta else 'off'}")
         options = {"batch_size": settings.EVAL_BATCH_SIZE, "channels_last": settings.CHANNELS_LAST,
                    "dtype": autocast_dtype(device, settings.PRECISION)}
         if args.export_onnx:
