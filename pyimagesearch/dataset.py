@@ -4,6 +4,7 @@ Every image is decoded and resized once, when the dataset is built, and kept in
 memory as uint8: decoding PNGs again every epoch would cost more than the
 network itself on a small CPU.
 """
+import concurrent.futures
 import os
 import typing
 
@@ -230,40 +231,59 @@ def load_pair(image_path, mask_path, size, num_channels, mask_format=MaskFormat(
     return resize_pair(image, mask, size, mask_format.num_classes)
 
 
+def _load_all(pairs, size, num_channels, mask_format, threads):
+    """Yield ``load_pair``'s result for each pair in order, or the DataError
+    it raised; decoded by ``threads`` threads at once (0: one per CPU core),
+    since OpenCV and PyTorch release Python's lock while they work."""
+    def load(pair):
+        try:
+            return load_pair(*pair, size, num_channels, mask_format)
+        except DataError as error:
+            return error
+
+    threads = threads or os.cpu_count() or 1
+    if threads == 1:
+        yield from map(load, pairs)
+        return
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        yield from pool.map(load, pairs)
+
+
 class SegmentationDataset(torch.utils.data.Dataset):
     """Image/mask pairs decoded once into memory.
 
     ``transforms`` (optional) is a torchvision.transforms.v2 transform applied
     jointly to the image and mask of each sample, e.g. random flips. With
     ``skip_bad_files`` a pair that cannot be read is left out and its error
-    kept in ``skipped`` instead of raised.
+    kept in ``skipped`` instead of raised. ``threads`` decode files at once
+    (0: one per CPU core).
     Samples come out as an image (C,H,W) of floats in [0, 1] and a mask:
     (1,H,W) floats 0/1 for one class, (H,W) class indices (int64) for several.
     """
 
     def __init__(self, imagePaths, maskPaths, transforms=None, *,
                  size=(128, 128), num_channels=1, skip_bad_files=False, progress=False,
-                 mask_format=MaskFormat()):
+                 mask_format=MaskFormat(), threads=0):
         if len(imagePaths) != len(maskPaths):
             raise DataError(f"{len(imagePaths)} images but {len(maskPaths)} masks")
         self.transforms = transforms
         self.num_classes = mask_format.num_classes
         self.imagePaths, self.maskPaths, self.skipped = [], [], []
         images, masks = [], []
-        for image_path, mask_path in tqdm(zip(imagePaths, maskPaths), total=len(imagePaths),
-                                          desc="reading images", disable=not progress,
-                                          leave=False):
-            try:
-                image, mask = load_pair(image_path, mask_path, size, num_channels, mask_format)
-            except DataError as error:
+        pairs = list(zip(imagePaths, maskPaths))
+        loaded = _load_all(pairs, size, num_channels, mask_format, threads)
+        for (image_path, mask_path), outcome in tqdm(zip(pairs, loaded), total=len(pairs),
+                                                     desc="reading images",
+                                                     disable=not progress, leave=False):
+            if isinstance(outcome, DataError):
                 if not skip_bad_files:
-                    raise
-                self.skipped.append(str(error))
+                    raise outcome
+                self.skipped.append(str(outcome))
                 continue
             self.imagePaths.append(image_path)
             self.maskPaths.append(mask_path)
-            images.append(image)
-            masks.append(mask)
+            images.append(outcome[0])
+            masks.append(outcome[1])
         self.images = (torch.stack(images) if images
                        else torch.empty((0, num_channels, *size), dtype=torch.uint8))
         self.masks = (torch.stack(masks) if masks

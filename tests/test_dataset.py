@@ -280,3 +280,13 @@ def test_a_multiclass_dataset_gives_class_indices(tmp_path):
     _, mask = dataset[0]
     assert mask.shape == (32, 32) and mask.dtype == torch.int64
     assert set(dataset.masks.unique().tolist()) == {0, 1, 2}
+
+
+def test_reading_in_threads_gives_what_one_thread_reads(synthetic_folder, tmp_path):
+    images, masks = pair_image_mask_paths(os.path.join(synthetic_folder, "images"),
+                                          os.path.join(synthetic_folder, "masks"))
+    serial = SegmentationDataset(images[:40], masks[:40], size=(64, 64), threads=1)
+    parallel = SegmentationDataset(images[:40], masks[:40], size=(64, 64), threads=4)
+    assert torch.equal(serial.images, parallel.images)
+    assert torch.equal(serial.masks, parallel.masks)
+    assert serial.imagePaths == parallel.imagePaths
