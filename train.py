@@ -21,7 +21,8 @@ from pyimagesearch.budget import plan_due
 from pyimagesearch.checkpoint import CheckpointError
 from pyimagesearch.cli import build_parser, settings_from_args
 from pyimagesearch.dataset import DataError
-from pyimagesearch.engine import TrainingDiverged, passes_in_pieces, reuse_freed_memory
+from pyimagesearch.engine import (TrainingDiverged, choose_precision, passes_in_pieces,
+                                  reuse_freed_memory)
 from pyimagesearch.files import OutputError, ensure_folder
 from pyimagesearch.losses import CombinedLoss
 from pyimagesearch.model import arguments_from_settings
@@ -146,8 +147,9 @@ def describe_run(settings, context, progress, batch_size):
     processes = f" x {context.world_size} processes" if context.distributed else ""
     budget = (f", or as many as fit in {settings.TIME_BUDGET:g} minutes"
               if settings.TIME_BUDGET and progress.planned_epochs is None else "")
+    precision, why = choose_precision(device, settings.PRECISION)
     print(f"[INFO] training the {settings.MODEL_VARIANT} U-Net for {progress.num_epochs} "
-          f"epochs{budget} on {device}{processes}")
+          f"epochs{budget} on {device}{processes} in {precision} ({why})")
     if device.type == "cpu" and not context.distributed and (os.cpu_count() or 1) > 1:
         print("[INFO] tip: small networks such as --preset salt's train faster on a CPU as "
               "one single-threaded process per core (docs/performance.md): "

@@ -23,3 +23,4 @@ def test_the_benchmark_measures_all_three_ways(synthetic_folder):
     assert "speed-up of pipeline x1" in result.stdout
     assert "speed-up of pipeline x2" in result.stdout
     assert "in pieces of 8" in result.stdout
+    assert "precision auto: " in result.stdout

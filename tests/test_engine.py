@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from pyimagesearch import engine
 from pyimagesearch.engine import (TrainingDiverged, evaluate, predict_logits, train_one_epoch,
                                   weight_average)
 from pyimagesearch.losses import CombinedLoss
@@ -214,3 +215,12 @@ def test_reusing_freed_memory_spares_the_page_faults_of_each_step():
     plain = _page_faults_of_training_steps("plain")
     reused = _page_faults_of_training_steps("reuse")
     assert reused < plain / 3
+
+
+@pytest.mark.parametrize("native, expected", [(False, None), (True, torch.bfloat16)])
+def test_auto_precision_on_a_cpu_follows_its_bf16_hardware(monkeypatch, native, expected):
+    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: native)
+    assert engine.autocast_dtype("cpu", "auto") is expected
+    assert engine.autocast_dtype("cpu", "fp32") is None  # a precision given is kept
+    assert engine.autocast_dtype("cpu", "bf16") is torch.bfloat16
+    assert ("hardware" in engine.choose_precision("cpu", "auto")[1]) is native

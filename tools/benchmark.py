@@ -38,7 +38,7 @@ from torchvision import transforms
 
 from pyimagesearch import config, distributed
 from pyimagesearch.dataset import SegmentationDataset, pair_image_mask_paths
-from pyimagesearch.engine import (autocast_dtype, evaluate, prepare_model,
+from pyimagesearch.engine import (autocast_dtype, choose_precision, evaluate, prepare_model,
                                   reuse_freed_memory, train_one_epoch)
 from pyimagesearch.inference import segment_files
 from pyimagesearch.model import UNet, unet_arguments
@@ -223,8 +223,8 @@ def main(argv=None):
                         help="a folder with images/ and masks/ (e.g. ../shared/tgs-salt/train)")
     parser.add_argument("--limit", type=int, default=0,
                         help="use only the first N pairs (0: all)")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
-                        help="the pipeline's precision")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="the pipeline's precision; auto chooses as train.py does")
     parser.add_argument("--processes", type=int, default=min(2, os.cpu_count() or 1),
                         help="also run the pipeline as this many torchrun processes of one "
                              "thread each (default 2 where there are 2 cores; 1 skips it)")
@@ -262,6 +262,8 @@ def main(argv=None):
           f"{torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}; matrix-multiply peak "
           f"{peak['fp32']:.1f} GFLOP/s fp32, {peak['bf16']:.1f} GFLOP/s bf16")
+    chosen, why = choose_precision("cpu", args.precision)
+    print(f"precision {args.precision}: {chosen} ({why})")
     pieces = f", passed in pieces of {args.micro_batch}" if args.micro_batch else ""
     print(f"data: {results[0]['train_images']} training + {results[0]['test_images']} "
           f"validation images at {SIZE[0]}x{SIZE[1]}, batch {BATCH_SIZE}{pieces} in the pipeline")
