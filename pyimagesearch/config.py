@@ -117,7 +117,8 @@ MICRO_BATCH_SIZE = 16
 # NHWC memory layout: about twice the convolution speed on CPUs, and uses
 # the tensor cores' preferred layout on CUDA
 CHANNELS_LAST = True
-# "fp32", or "bf16" / "fp16" autocast; "auto" picks bf16 on CUDA and fp32 on CPU
+# "fp32", or "bf16" / "fp16" autocast; "auto" picks bf16 where the device
+# computes it in hardware (most GPUs; CPUs with AVX512_BF16 or AMX), else fp32
 PRECISION = "auto"
 # DataLoader worker processes; the dataset is decoded once into memory, so
 # workers only add processes competing with the compute threads
