@@ -67,7 +67,7 @@ def choose_precision(device, precision):
             return "bf16", "the GPU computes bf16"
         return "fp32", "the GPU has no bf16"
     if device.type == "cpu" and cpu_has_native_bf16():
-        return "bf16", "the CPU computes bf16 in hardware (AVX512_BF16 or AMX)"
+        return "bf16", "the CPU has bf16 units: AVX512_BF16 or AMX"
     return "fp32", "this device has no bf16 units"
 
 
