@@ -268,7 +268,7 @@ def main(argv=None):
                                 args.scores_out, args.worst)
         elif args.input:
             predict_input(settings, model, arguments, device, rules, options, args.input,
-                           args.masks_out, args.submission)
+                          args.masks_out, args.submission)
         else:
             plot_test_predictions(settings, model, arguments, device, rules, options)
     except (DataError, OutputError, CheckpointError, ExportError) as error:
