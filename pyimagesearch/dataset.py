@@ -171,15 +171,15 @@ def _class_indices(pixels, path, mask_format):
                             f"save colour masks or give --class-colors ''")
         rgb = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB).astype(np.int64)
         codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-        known = {(r << 16) | (g << 8) | b: index
-                 for index, (r, g, b) in enumerate(mask_format.palette)}
-        unknown = np.setdiff1d(np.unique(codes), list(known))
+        known = np.array([(r << 16) | (g << 8) | b for r, g, b in mask_format.palette])
+        order = np.argsort(known)
+        found = order[np.searchsorted(known, codes, sorter=order).clip(max=len(known) - 1)]
+        unknown = codes[known[found] != codes]
         if unknown.size:
             code = int(unknown[0])
             raise DataError(f"{path} has the colour {(code >> 16, (code >> 8) & 255, code & 255)}"
                             f", which is not among the CLASS_COLORS {mask_format.palette}")
-        lookup = np.vectorize(known.get, otypes=[np.uint8])
-        return lookup(codes)
+        return found.astype(np.uint8)
     if pixels.ndim == 3:
         if not (np.array_equal(pixels[..., 0], pixels[..., 1])
                 and np.array_equal(pixels[..., 0], pixels[..., 2])):
