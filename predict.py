@@ -32,6 +32,10 @@ from pyimagesearch.rle import encode
 from pyimagesearch.split import read_test_paths
 
 
+def _image_id(path):
+    return os.path.splitext(os.path.basename(path))[0]
+
+
 def _score(predicted, true_mask):
     return competition_score_per_image(torch.from_numpy(predicted)[None],
                                        torch.from_numpy(true_mask)[None]).item()
@@ -47,7 +51,7 @@ def plot_test_predictions(settings, model, arguments, device, rules, options):
     mask_format = MaskFormat.from_settings(settings)
     colours = class_colours(mask_format.num_classes, mask_format.palette)
     for (image_path, mask_path), segmented in zip((pairs[i] for i in chosen), predictions):
-        name = os.path.splitext(os.path.basename(image_path))[0]
+        name = _image_id(image_path)
         target = os.path.join(settings.PREDICTIONS_PATH, f"{name}.png")
         true_mask = read_mask(mask_path, mask_format)
         if mask_format.num_classes > 1:
@@ -71,8 +75,8 @@ def plot_errors(settings, model, arguments, device, rules, options, pairs, colum
     predictions = segment_files(model, arguments, [pairs[i][0] for i in chosen], device, rules,
                                 **options)
     panels = [(segmented.image.squeeze(), read_mask(pairs[i][1]), segmented.mask,
-               f"{os.path.splitext(os.path.basename(pairs[i][0]))[0]}: "
-               f"{columns['score'][i]:.2f}") for i, segmented in zip(chosen, predictions)]
+               f"{_image_id(pairs[i][0])}: {columns['score'][i]:.2f}")
+              for i, segmented in zip(chosen, predictions)]
     plot_gallery(panels, settings.WORST_PATH)
     kinds = [coverage_kind(salt / pixels) for salt, pixels
              in zip(columns["salt_pixels"], columns["image_pixels"])]
@@ -100,7 +104,7 @@ def evaluate_test_split(settings, model, arguments, device, rules, options, scor
         f"{kind}: {count} images scoring {mean:.3f} (-{share:.4f})"
         for kind, (count, mean, share) in summary["shortfall"].items() if count))
     if scores_out:
-        ids = [os.path.splitext(os.path.basename(image))[0] for image, _ in pairs]
+        ids = [_image_id(image) for image, _ in pairs]
         write_csv(scores_out, [{"id": name, **{column: values[i] for column, values
                                                in columns.items()}}
                                for i, name in enumerate(ids)])

@@ -6,6 +6,7 @@ tutorial's pickled whole-module files (which PyTorch >= 2.6 refuses by
 default anyway) are explained rather than executed.
 """
 import inspect
+import math
 import os
 import pickle
 import zipfile
@@ -102,10 +103,10 @@ def _load_checked(path, expected_format, what):
         raise CheckpointError(f"{path} is a PyTorch file but not a {what} of "
                               f"this project (no '{expected_format}' format marker)")
     version = payload.get("version", 0)
+    if _is_count(version, VERSION + 1, math.inf):
+        raise CheckpointError(f"{path} was written by a newer version of this project "
+                              f"(file version {version}, this one reads up to {VERSION})")
     if not _is_count(version, 0, VERSION):
-        if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
-            raise CheckpointError(f"{path} was written by a newer version of this project "
-                                  f"(file version {version}, this one reads up to {VERSION})")
         raise CheckpointError(f"{path} has the file version {version!r}, not a number "
                               f"from 0 to {VERSION}")
     return payload

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 from tqdm import tqdm
 
-from pyimagesearch.dataset import read_image, read_mask
+from pyimagesearch.dataset import MaskFormat, read_image, read_mask
 from pyimagesearch.engine import predict_logits
 from pyimagesearch.metrics import METRICS, ClassTotals
 from pyimagesearch.postprocess import is_blank, to_masks
@@ -18,8 +18,8 @@ class Segmented(typing.NamedTuple):
     """One file's prediction, all at the image's own size."""
     path: str
     image: np.ndarray  # as read, HxWxC uint8
-    mask: np.ndarray  # 0/1 uint8, made by the prediction rules
-    probability: np.ndarray  # of salt per pixel, float32
+    mask: np.ndarray  # class indices (0/1 for salt) uint8, made by the prediction rules
+    probability: np.ndarray  # of each pixel's class (of salt for one class), float32
 
 
 def logits_at_size(logits, size):
@@ -73,16 +73,24 @@ def _decide(logits, rules, min_area, blank):
     return mask * ~blank, probability
 
 
-def evaluate_classes(model, arguments, pairs, device, rules, mask_format, **options):
-    """Each class's pixel counts over all the pairs, at the images' own sizes,
-    as a ``ClassTotals`` (without a loss)."""
-    totals = ClassTotals(mask_format.num_classes)
+def _truth_and_prediction(model, arguments, pairs, device, rules, mask_format, options):
+    """Yield each (image, mask) pair's true and predicted masks, (1,H,W) at
+    the image's own size."""
     predictions = segment_files(model, arguments, [image for image, _ in pairs], device,
                                 rules, **options)
     for (_, mask_path), segmented in tqdm(zip(pairs, predictions), total=len(pairs),
                                           desc="evaluating", unit="image"):
-        truth = torch.from_numpy(read_mask(mask_path, mask_format))[None]
-        totals.add(torch.zeros(()), torch.from_numpy(segmented.mask)[None], truth)
+        yield (torch.from_numpy(read_mask(mask_path, mask_format))[None],
+               torch.from_numpy(segmented.mask)[None])
+
+
+def evaluate_classes(model, arguments, pairs, device, rules, mask_format, **options):
+    """Each class's pixel counts over all the pairs, at the images' own sizes,
+    as a ``ClassTotals`` (without a loss)."""
+    totals = ClassTotals(mask_format.num_classes)
+    for truth, predicted in _truth_and_prediction(model, arguments, pairs, device, rules,
+                                                  mask_format, options):
+        totals.add(torch.zeros(()), predicted, truth)
     return totals
 
 
@@ -92,12 +100,8 @@ def evaluate_pairs(model, arguments, pairs, device, rules, **options):
     and the image's area in pixels."""
     columns = {**{name: [] for name in METRICS}, "salt_pixels": [], "predicted_pixels": [],
                "image_pixels": []}
-    predictions = segment_files(model, arguments, [image for image, _ in pairs], device,
-                                rules, **options)
-    for (_, mask_path), segmented in tqdm(zip(pairs, predictions), total=len(pairs),
-                                          desc="evaluating", unit="image"):
-        truth = torch.from_numpy(read_mask(mask_path))[None]
-        predicted = torch.from_numpy(segmented.mask)[None]
+    for truth, predicted in _truth_and_prediction(model, arguments, pairs, device, rules,
+                                                  MaskFormat(), options):
         for name, metric in METRICS.items():
             columns[name].append(metric(predicted, truth).item())
         columns["salt_pixels"].append(int(truth.count_nonzero()))

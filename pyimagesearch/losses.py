@@ -96,9 +96,13 @@ _MULTICLASS_PARTS = {"bce": F.cross_entropy, "dice": multiclass_dice_loss,
                      "lovasz": lovasz_softmax}
 
 
+def _parts_for(num_classes):
+    return _PARTS if num_classes == 1 else _MULTICLASS_PARTS
+
+
 def is_valid_name(name, num_classes=1):
     parts = name.split("+")
-    known = _PARTS if num_classes == 1 else _MULTICLASS_PARTS
+    known = _parts_for(num_classes)
     return all(part in known for part in parts) and len(set(parts)) == len(parts)
 
 
@@ -111,8 +115,7 @@ class CombinedLoss(torch.nn.Module):
             raise ValueError(f"unknown loss {name!r} for {num_classes} class(es): use one of "
                              f"{LOSSES} or several joined with '+', e.g. 'bce+lovasz'")
         self.name = name
-        known = _PARTS if num_classes == 1 else _MULTICLASS_PARTS
-        self.parts = [known[part] for part in name.split("+")]
+        self.parts = [_parts_for(num_classes)[part] for part in name.split("+")]
 
     def forward(self, logits, targets):
         return sum(part(logits, targets) for part in self.parts)

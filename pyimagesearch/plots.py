@@ -23,9 +23,13 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 from matplotlib.lines import Line2D  # noqa: E402
 
 
-def _save(figure, path):
+def _save(figure, path, keep_open=False):
+    """Write ``figure`` as PNG and close it unless it is to be shown; returns it."""
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=100, bbox_inches="tight")
+    if not keep_open:
+        plt.close(figure)
+    return figure
 
 
 def plot_history(history, path):
@@ -43,7 +47,6 @@ def plot_history(history, path):
         axes.grid(alpha=0.3)
         axes.legend(loc="best")
     _save(figure, path)
-    plt.close(figure)
 
 
 # outline colours that stay apart on gray images and for most colour-blind eyes
@@ -78,10 +81,7 @@ def plot_prediction(image, true_mask, predicted_mask, probability, path, title,
     figure.colorbar(shown, ax=probabilities, fraction=0.046)
     figure.suptitle(title)
     _outline_legend(figure)
-    _save(figure, path)
-    if not keep_open:
-        plt.close(figure)
-    return figure
+    return _save(figure, path, keep_open)
 
 
 def class_colours(num_classes, palette=()):
@@ -111,10 +111,7 @@ def plot_classes(image, true_mask, predicted_mask, colours, path, title, keep_op
         axis.axis("off")
     axes[0].set_title("image", fontsize=9)
     figure.suptitle(title)
-    _save(figure, path)
-    if not keep_open:
-        plt.close(figure)
-    return figure
+    return _save(figure, path, keep_open)
 
 
 def plot_gallery(panels, path, columns=4):
@@ -128,9 +125,7 @@ def plot_gallery(panels, path, columns=4):
     for axis, (image, true_mask, predicted_mask, title) in zip(axes.flat, panels):
         _draw_outlines(axis, image, true_mask, predicted_mask, title)
     _outline_legend(figure)
-    _save(figure, path)
-    plt.close(figure)
-    return figure
+    return _save(figure, path)
 
 
 def plot_score_by_coverage(kinds, scores, path, order):
@@ -150,9 +145,7 @@ def plot_score_by_coverage(kinds, scores, path, order):
     axes.set(title="Competition score by salt coverage", ylabel="score per image",
              ylim=(-0.05, 1.05))
     axes.grid(axis="y", alpha=0.3)
-    _save(figure, path)
-    plt.close(figure)
-    return figure
+    return _save(figure, path)
 
 
 def show_open_figures():
