@@ -75,10 +75,13 @@ def train(settings, context, resume=False):
         ensure_folder(settings.BASE_OUTPUT)
     # 1. Data: pair the images with their masks, split, read into memory
     trainDS, testDS = read_split(settings, context)
+    on_device = data_on_device(settings, context.device)
+    if on_device:
+        trainDS.to(context.device), testDS.to(context.device)
     loaders = distributed.make_loaders(
         trainDS, testDS, settings.BATCH_SIZE, context, seed=settings.SEED,
-        eval_batch_size=settings.EVAL_BATCH_SIZE,
-        num_workers=settings.NUM_WORKERS, pin_memory=settings.PIN_MEMORY)
+        eval_batch_size=settings.EVAL_BATCH_SIZE, num_workers=settings.NUM_WORKERS,
+        pin_memory=settings.PIN_MEMORY and not on_device)
     # 2. The network, its loss, optimizer and learning-rate schedule
     arguments = arguments_from_settings(settings)
     parts = build_parts(settings, context, arguments, loaders[0])
@@ -129,6 +132,12 @@ def train(settings, context, resume=False):
     # 6. Choose the threshold and minimum salt area on the validation images
     if settings.TUNE_THRESHOLD and context.is_main and settings.NUM_CLASSES == 1:
         tune_prediction(settings, testDS, context.device)
+
+
+def data_on_device(settings, device):
+    """Whether the dataset moves into the GPU's memory: DATA_ON_DEVICE asks
+    for it, and loader workers, which would need it in main memory, are off."""
+    return settings.DATA_ON_DEVICE and device.type == "cuda" and not settings.NUM_WORKERS
 
 
 def describe_run(settings, context, progress, batch_size):

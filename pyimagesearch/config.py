@@ -27,6 +27,11 @@ SKIP_BAD_FILES = False
 
 # --- device ---------------------------------------------------------------
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# on a GPU, keep the decoded dataset (uint8) in the GPU's memory, where each
+# batch is cut and augmented without a copy; False keeps it in main memory,
+# for datasets larger than the GPU's memory
+DATA_ON_DEVICE = True
+# page-locked batches copy to a GPU faster (when the data is in main memory)
 PIN_MEMORY = DEVICE.startswith("cuda")
 
 # --- model ----------------------------------------------------------------
@@ -105,15 +110,16 @@ TUNE_THRESHOLD = False
 TTA = False
 
 # --- speed ----------------------------------------------------------------
-# images per forward pass in validation and prediction. On a CPU small batches
-# stay in its caches and run faster (docs/performance.md); on a GPU try 256
-EVAL_BATCH_SIZE = 16
+# images per forward pass in validation and prediction: on a CPU small batches
+# stay in its caches and run faster (docs/performance.md); a GPU wants many
+EVAL_BATCH_SIZE = 256 if DEVICE.startswith("cuda") else 16
 # each batch goes through the network in pieces of this many images whose
 # gradients add up to the batch's (gradient accumulation): the memory of a
 # small batch with the step of a large one, at the same speed on a CPU
 # (docs/performance.md). Exact for the "bce" and "lovasz" losses without batch norm;
-# with batch norm each piece has its own statistics. 0 passes whole batches
-MICRO_BATCH_SIZE = 16
+# with batch norm each piece has its own statistics. 0 passes whole batches,
+# which a GPU has the memory for
+MICRO_BATCH_SIZE = 0 if DEVICE.startswith("cuda") else 16
 # NHWC memory layout: about twice the convolution speed on CPUs, and uses
 # the tensor cores' preferred layout on CUDA
 CHANNELS_LAST = True

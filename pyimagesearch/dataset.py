@@ -269,8 +269,11 @@ class SegmentationDataset(torch.utils.data.Dataset):
         self.transforms = transforms
         self.num_classes = mask_format.num_classes
         self.imagePaths, self.maskPaths, self.skipped = [], [], []
-        images, masks = [], []
         pairs = list(zip(imagePaths, maskPaths))
+        # filled in place: a list of samples stacked at the end would hold
+        # the dataset twice at once
+        images = torch.empty((len(pairs), num_channels, *size), dtype=torch.uint8)
+        masks = torch.empty((len(pairs), 1, *size), dtype=torch.uint8)
         loaded = _load_all(pairs, size, num_channels, mask_format, threads)
         for (image_path, mask_path), outcome in tqdm(zip(pairs, loaded), total=len(pairs),
                                                      desc="reading images",
@@ -280,23 +283,41 @@ class SegmentationDataset(torch.utils.data.Dataset):
                     raise outcome
                 self.skipped.append(str(outcome))
                 continue
+            images[len(self.imagePaths)], masks[len(self.imagePaths)] = outcome
             self.imagePaths.append(image_path)
             self.maskPaths.append(mask_path)
-            images.append(outcome[0])
-            masks.append(outcome[1])
-        self.images = (torch.stack(images) if images
-                       else torch.empty((0, num_channels, *size), dtype=torch.uint8))
-        self.masks = (torch.stack(masks) if masks
-                      else torch.empty((0, 1, *size), dtype=torch.uint8))
+        self.images, self.masks = images[:len(self.imagePaths)], masks[:len(self.imagePaths)]
 
     def __len__(self):
         return len(self.imagePaths)
 
+    def to(self, device):
+        """Keep the decoded pairs (uint8) in ``device``'s memory: batches are
+        then cut, augmented and converted there, with no copy per batch."""
+        self.images, self.masks = self.images.to(device), self.masks.to(device)
+        return self
+
     def __getitem__(self, idx):
-        image, mask = tv_tensors.Image(self.images[idx]), tv_tensors.Mask(self.masks[idx])
+        return self._sample(self.images[idx], self.masks[idx])
+
+    def __getitems__(self, indices):
+        """The samples of a whole batch, cut with one gather where the data
+        lies (DataLoader asks for a batch's samples this way)."""
+        index = torch.as_tensor(indices, dtype=torch.long, device=self.images.device)
+        if self.transforms is None:
+            images, masks = self._as_floats(self.images[index], self.masks[index])
+            return list(zip(images, masks))
+        return [self._sample(image, mask)
+                for image, mask in zip(self.images[index], self.masks[index])]
+
+    def _sample(self, image, mask):
         if self.transforms is not None:
-            image, mask = self.transforms(image, mask)
-        image, mask = image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
+            image, mask = self.transforms(tv_tensors.Image(image), tv_tensors.Mask(mask))
+            image, mask = image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
+        return self._as_floats(image, mask)
+
+    def _as_floats(self, image, mask):
+        # works on one sample (C,H,W) or a batch of them (N,C,H,W)
         if self.num_classes > 1:
-            return image.float() / 255, mask[0].long()
+            return image.float() / 255, mask.select(-3, 0).long()
         return image.float() / 255, mask.float()

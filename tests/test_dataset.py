@@ -290,3 +290,37 @@ def test_reading_in_threads_gives_what_one_thread_reads(synthetic_folder, tmp_pa
     assert torch.equal(serial.images, parallel.images)
     assert torch.equal(serial.masks, parallel.masks)
     assert serial.imagePaths == parallel.imagePaths
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_a_batch_cut_in_one_gather_holds_the_samples_one_by_one(synthetic_folder, augment):
+    from pyimagesearch.augment import training_transforms
+    images, masks = pair_image_mask_paths(os.path.join(synthetic_folder, "images"),
+                                          os.path.join(synthetic_folder, "masks"))
+    dataset = SegmentationDataset(images[:24], masks[:24], size=(48, 48),
+                                  transforms=training_transforms((48, 48), augment))
+    order = [5, 0, 17, 3, 11]
+    torch.manual_seed(3)
+    one_by_one = [dataset[i] for i in order]
+    torch.manual_seed(3)
+    batch = dataset.__getitems__(order)
+    for (image, mask), (batch_image, batch_mask) in zip(one_by_one, batch, strict=True):
+        assert torch.equal(image, batch_image) and torch.equal(mask, batch_mask)
+    # DataLoader cuts its batches this way (its own generator leaves the
+    # global random stream to the augmentation)
+    torch.manual_seed(3)
+    batch_images, batch_masks = next(iter(torch.utils.data.DataLoader(
+        dataset, batch_size=5, sampler=order, generator=torch.Generator())))
+    assert batch_images.dtype == torch.float32 and batch_masks.shape == (5, 1, 48, 48)
+    assert torch.equal(batch_images, torch.stack([image for image, _ in one_by_one]))
+    assert torch.equal(batch_masks, torch.stack([mask for _, mask in one_by_one]))
+
+
+def test_data_kept_on_a_device_is_batched_there(synthetic_folder):
+    # the "meta" device stands in for a GPU: a batch stays where the data is
+    images, masks = pair_image_mask_paths(os.path.join(synthetic_folder, "images"),
+                                          os.path.join(synthetic_folder, "masks"))
+    dataset = SegmentationDataset(images[:8], masks[:8], size=(32, 32)).to("meta")
+    batch_images, batch_masks = next(iter(torch.utils.data.DataLoader(dataset, batch_size=4)))
+    assert batch_images.device.type == "meta" and batch_masks.device.type == "meta"
+    assert batch_images.shape == (4, 1, 32, 32) and batch_images.dtype == torch.float32
