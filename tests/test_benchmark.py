@@ -24,3 +24,21 @@ def test_the_benchmark_measures_all_three_ways(synthetic_folder):
     assert "speed-up of pipeline x2" in result.stdout
     assert "in pieces of 8" in result.stdout
     assert "precision auto: " in result.stdout
+    assert "the network's own training step, data already on the device" in result.stdout
+
+
+def test_whole_runs_are_timed_against_the_tutorials_code(synthetic_folder):
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.benchmark", "--dataset-path", synthetic_folder,
+         "--whole-process", "2", "--processes", "1"],
+        capture_output=True, text=True, cwd=PROJECT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line[:30].strip(): line[30:].split() for line in result.stdout.splitlines()
+            if line.startswith(("tutorial's code", "train.py"))}
+    assert set(rows) == {"tutorial's code", "train.py, tutorial network",
+                         "train.py (aligned network)"}
+    assert rows["tutorial's code"][3] == "1.00x"
+    for seconds, last_epoch, forty_epochs, _, peak_mb, *_ in rows.values():
+        # 38 more epochs at the last one's pace than the 2 measured
+        assert float(forty_epochs) >= float(seconds) + 38 * float(last_epoch) - 1
+        assert float(peak_mb) > 0
