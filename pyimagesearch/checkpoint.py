@@ -53,8 +53,14 @@ ARGUMENT_CHECKS = {
                 f"a (height, width) pair, each 1 to {MAX_SIDE}"),
     "variant": (lambda v: v in VARIANTS, f"one of {VARIANTS}"),
     "batchNorm": (lambda v: isinstance(v, bool), "true or false"),
+    "attention": (lambda v: isinstance(v, bool), "true or false"),
+    "hypercolumn": (lambda v: isinstance(v, bool), "true or false"),
+    "imageGate": (lambda v: isinstance(v, bool), "true or false"),
 }
 UNET_PARAMETERS = tuple(inspect.signature(UNet.__init__).parameters)[1:]
+# arguments that model files written before they existed lack; such files
+# hold networks built without them
+ADDED_LATER = {"attention": False, "hypercolumn": False, "imageGate": False}
 
 
 def check_arguments(arguments, path):
@@ -63,6 +69,8 @@ def check_arguments(arguments, path):
     if not isinstance(arguments, dict):
         raise CheckpointError(f"{path} holds no network description (its 'arguments' "
                               f"are {type(arguments).__name__}, not a dict)")
+    for name, default in ADDED_LATER.items():
+        arguments.setdefault(name, default)
     missing = [name for name in UNET_PARAMETERS if name not in arguments]
     unknown = [name for name in arguments if name not in UNET_PARAMETERS]
     if missing or unknown:

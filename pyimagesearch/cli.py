@@ -93,6 +93,9 @@ def _check_classes(values, parser):
     if classes > 1 and not is_valid_name(values["LOSS"], classes):
         parser.error(f"LOSS {values['LOSS']!r} is not for {classes} classes: use 'bce' "
                      f"(softmax cross-entropy), 'dice', 'lovasz' or a sum of them")
+    if classes > 1 and values["IMAGE_GATE"]:
+        parser.error("IMAGE_GATE gates one class (salt or not): give --image-gate false "
+                     "for several classes")
     if classes > 1 and values["TUNE_THRESHOLD"]:
         parser.error("TUNE_THRESHOLD chooses a salt threshold, which several classes do not "
                      "have: give --tune-threshold false")

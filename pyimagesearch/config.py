@@ -58,6 +58,13 @@ BOTTLENECK_FILTERS = 0
 MODEL_VARIANT = "aligned"
 # batch normalisation after every convolution (the tutorial has none)
 BATCH_NORM = False
+# channel and pixel attention (scSE) after each decoder block
+DECODER_ATTENTION = False
+# the last convolution sees every decoder level's output, not the finest only
+HYPERCOLUMN = False
+# one class only: a pixel's probability is the image's chance of holding the
+# class (from the deepest level) times the pixel's own
+IMAGE_GATE = False
 
 # --- training -------------------------------------------------------------
 INIT_LR = 0.001

@@ -10,6 +10,13 @@ Two variants share these parts:
   padded evenly on both sides by reflection (a 101x101 TGS image becomes
   112x112 at 5 levels) and the padding is cropped off the output.
 Either variant can put batch normalisation after each convolution (``batchNorm``).
+
+Three options add capacity where the TGS salt task loses its score:
+``attention`` reweights each decoder block's channels and pixels (scSE);
+``hypercolumn`` feeds every decoder level's output, upsampled, to the last
+convolution, so coarse context shapes the outline; ``imageGate`` predicts from
+the deepest level whether the image holds any of the class at all, and a pixel's
+probability becomes that of the image times its own.
 """
 import torch
 import torch.nn.functional as F
@@ -40,6 +47,23 @@ class Block(nn.Module):
         return self.norm2(self.conv2(self.relu(self.norm1(self.conv1(x)))))
 
 
+class SCSE(nn.Module):
+    """Concurrent channel and spatial squeeze-and-excitation: the map is
+    reweighted per channel (from its global average) and per pixel (from all
+    its channels there), and the two reweighted maps are added."""
+
+    def __init__(self, channels, reduction=4):
+        super().__init__()
+        hidden = max(channels // reduction, 1)
+        self.channel_gate = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, hidden, 1), nn.ReLU(),
+            nn.Conv2d(hidden, channels, 1), nn.Sigmoid())
+        self.spatial_gate = nn.Sequential(nn.Conv2d(channels, 1, 1), nn.Sigmoid())
+
+    def forward(self, x):
+        return x * self.channel_gate(x) + x * self.spatial_gate(x)
+
+
 class Encoder(nn.Module):
     """A Block per level, halving the resolution between levels.
 
@@ -66,7 +90,7 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Upsample, join the encoder's features of the same level, then a Block."""
 
-    def __init__(self, channels=(64, 32, 16), padding=0, batchNorm=False):
+    def __init__(self, channels=(64, 32, 16), padding=0, batchNorm=False, attention=False):
         super().__init__()
         self.channels = channels
         self.upconvs = nn.ModuleList(
@@ -74,16 +98,39 @@ class Decoder(nn.Module):
         # each block takes the upsampled map joined to an encoder map of the same
         # width; with widths that double per level (the tutorial's) that is channels[i]
         self.dec_blocks = nn.ModuleList(
-            Block(2 * channels[i + 1], channels[i + 1], padding, batchNorm)
+            nn.Sequential(Block(2 * channels[i + 1], channels[i + 1], padding, batchNorm),
+                          SCSE(channels[i + 1]) if attention else nn.Identity())
             for i in range(len(channels) - 1))
 
     def forward(self, x, encFeatures):
+        return self.level_outputs(x, encFeatures)[-1]
+
+    def level_outputs(self, x, encFeatures):
+        """Every level's output, from the coarsest to the finest."""
+        outputs = []
         for upconv, block, skip in zip(self.upconvs, self.dec_blocks, encFeatures):
             x = upconv(x)
             if skip.shape[-2:] != x.shape[-2:]:
                 skip = CenterCrop(list(x.shape[-2:]))(skip)
             x = block(torch.cat([x, skip], dim=1))
-        return x
+            outputs.append(x)
+        return outputs
+
+
+def hypercolumn(outputs):
+    """The decoder's level outputs joined at the finest one's resolution."""
+    size = outputs[-1].shape[-2:]
+    return torch.cat([F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+                      for out in outputs[:-1]] + [outputs[-1]], dim=1)
+
+
+def gate_by_image(pixel_logits, image_logits):
+    """Logits of sigmoid(pixel) * sigmoid(image): a pixel is salt when the
+    image holds salt and the pixel is salt given that it does."""
+    log_p = F.logsigmoid(pixel_logits.float()) + F.logsigmoid(image_logits.float())[..., None, None]
+    # p = 1 exactly would give an infinite logit
+    log_p = log_p.clamp(max=-1e-6)
+    return log_p - torch.log(-torch.expm1(log_p))
 
 
 def tutorial_output_side(side, levels):
@@ -99,17 +146,23 @@ def tutorial_output_side(side, levels):
 class UNet(nn.Module):
     def __init__(self, encChannels=(3, 16, 32, 64), decChannels=(64, 32, 16),
                  nbClasses=1, retainDim=True, outSize=(128, 128), variant="aligned",
-                 batchNorm=False):
+                 batchNorm=False, attention=False, hypercolumn=False, imageGate=False):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown U-Net variant {variant!r}; use one of {VARIANTS}")
+        if imageGate and nbClasses != 1:
+            raise ValueError("imageGate is for one class (salt or not); several classes "
+                             "share each pixel's probability among themselves")
         if tuple(encChannels[:0:-1]) != tuple(decChannels):
             raise ValueError(f"decChannels {tuple(decChannels)} must mirror encChannels "
                              f"{tuple(encChannels)} without the input channels")
         padding = 1 if variant == "aligned" else 0
         self.encoder = Encoder(encChannels, padding, batchNorm)
-        self.decoder = Decoder(decChannels, padding, batchNorm)
-        self.head = nn.Conv2d(decChannels[-1], nbClasses, 1)
+        self.decoder = Decoder(decChannels, padding, batchNorm, attention)
+        head_channels = sum(decChannels[1:]) if hypercolumn else decChannels[-1]
+        self.head = nn.Conv2d(head_channels, nbClasses, 1)
+        self.hypercolumn = hypercolumn
+        self.image_head = nn.Linear(encChannels[-1], 1) if imageGate else None
         self.retainDim = retainDim
         self.outSize = tuple(outSize)
         self.variant = variant
@@ -135,7 +188,10 @@ class UNet(nn.Module):
             if pad_h or pad_w:
                 x = F.pad(x, (left, pad_w - left, top, pad_h - top), mode=mode)
         features = self.encoder(x)
-        out = self.head(self.decoder(features[-1], features[-2::-1]))
+        outputs = self.decoder.level_outputs(features[-1], features[-2::-1])
+        out = self.head(hypercolumn(outputs) if self.hypercolumn else outputs[-1])
+        if self.image_head is not None:
+            out = gate_by_image(out, self.image_head(features[-1].mean(dim=(-2, -1))))
         if self.variant != "tutorial":
             out = out[..., top:top + height, left:left + width]
         if self.retainDim and tuple(out.shape[-2:]) != self.outSize:
@@ -144,14 +200,16 @@ class UNet(nn.Module):
 
 
 def unet_arguments(num_channels=1, num_classes=1, num_levels=3, base_filters=16,
-                   size=(128, 128), variant="aligned", batch_norm=False, bottleneck_filters=0):
+                   size=(128, 128), variant="aligned", batch_norm=False, bottleneck_filters=0,
+                   attention=False, hypercolumn=False, image_gate=False):
     """The UNet constructor arguments for a configuration; stored with the model."""
     widths = [base_filters * 2 ** level for level in range(num_levels)]
     if bottleneck_filters:
         widths[-1] = bottleneck_filters
     return {"encChannels": [num_channels, *widths], "decChannels": widths[::-1],
             "nbClasses": num_classes, "retainDim": True, "outSize": list(size),
-            "variant": variant, "batchNorm": batch_norm}
+            "variant": variant, "batchNorm": batch_norm, "attention": attention,
+            "hypercolumn": hypercolumn, "imageGate": image_gate}
 
 
 def arguments_from_settings(settings):
@@ -159,4 +217,5 @@ def arguments_from_settings(settings):
                           settings.BASE_FILTERS,
                           (settings.INPUT_IMAGE_HEIGHT, settings.INPUT_IMAGE_WIDTH),
                           settings.MODEL_VARIANT, settings.BATCH_NORM,
-                          settings.BOTTLENECK_FILTERS)
+                          settings.BOTTLENECK_FILTERS, settings.DECODER_ATTENTION,
+                          settings.HYPERCOLUMN, settings.IMAGE_GATE)

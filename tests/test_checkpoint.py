@@ -31,6 +31,25 @@ def test_round_trip_rebuilds_the_same_network(tmp_path, variant, levels, channel
         assert torch.equal(model(x), loaded(x))
 
 
+def test_options_round_trip_and_older_files_load_without_them(tmp_path):
+    torch.manual_seed(0)
+    options = unet_arguments(1, 1, 3, 8, (48, 48), batch_norm=True, attention=True,
+                             hypercolumn=True, image_gate=True)
+    model = UNet(**options).eval()
+    save_model(tmp_path / "new.pth", model, options)
+    loaded, arguments, _ = load_model(tmp_path / "new.pth")
+    x = torch.rand(2, 1, 48, 48)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    # a file written before the options existed describes a network without them
+    plain = unet_arguments(1, 1, 3, 8, (48, 48))
+    older = {name: value for name, value in plain.items()
+             if name not in ("attention", "hypercolumn", "imageGate")}
+    save_model(tmp_path / "old.pth", UNet(**plain), older)
+    _, arguments, _ = load_model(tmp_path / "old.pth")
+    assert arguments == plain
+
+
 def test_a_pickled_whole_model_is_refused_not_run(tmp_path):
     path = tmp_path / "tutorial_style.pth"
     torch.save(UNet(), path)  # what the tutorial does

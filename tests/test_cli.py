@@ -109,6 +109,7 @@ def test_an_unknown_preset_or_loss_is_refused(capsys):
     (["--num-classes", "3", "--loss", "lovasz_elu"], "not for 3 classes"),
     (["--preset", "salt", "--num-classes", "3"], "--tune-threshold false"),
     (["--num-classes", "0"], "NUM_CLASSES"),
+    (["--num-classes", "3", "--image-gate", "true"], "--image-gate false"),
 ])
 def test_class_settings_that_disagree_are_refused(capsys, argv, message):
     with pytest.raises(SystemExit):

@@ -1,7 +1,9 @@
+import math
+
 import pytest
 import torch
 
-from pyimagesearch.model import Block, Decoder, Encoder, UNet, unet_arguments
+from pyimagesearch.model import Block, Decoder, Encoder, UNet, gate_by_image, unet_arguments
 
 
 def build(variant, levels=3, channels=1, size=(128, 128), classes=1):
@@ -111,3 +113,38 @@ def test_bottleneck_filters_widen_only_the_deepest_level(variant, bottleneck):
     assert model.decoder.upconvs[0].in_channels == bottleneck
     with torch.no_grad():
         assert model(torch.rand(2, 1, 128, 128)).shape == (2, 1, 128, 128)
+
+
+@pytest.mark.parametrize("option", ["attention", "hypercolumn", "image_gate"])
+@pytest.mark.parametrize("size", [(101, 101), (64, 80)])
+def test_each_option_keeps_the_output_aligned(option, size):
+    torch.manual_seed(0)
+    model = UNet(**unet_arguments(1, 1, 4, 8, size, batch_norm=True, **{option: True})).eval()
+    plain = UNet(**unet_arguments(1, 1, 4, 8, size, batch_norm=True)).eval()
+    x = torch.rand(2, 1, *size)
+    with torch.no_grad():
+        assert model(x).shape == plain(x).shape == (2, 1, *size)
+    assert sum(p.numel() for p in model.parameters()) > sum(p.numel() for p in plain.parameters())
+
+
+def test_the_image_gate_multiplies_the_two_probabilities():
+    # worked by hand: sigmoid(0) * sigmoid(0) = 1/4, whose logit is log(1/3);
+    # sigmoid(log 3) = 3/4, so with an image at sigmoid(0) = 1/2: 3/8, logit log(3/5);
+    # both at log 3: 9/16, logit log(9/7)
+    log3 = math.log(3)
+    gated = gate_by_image(torch.tensor([[[[0.0, log3]]]]), torch.tensor([[0.0]]))
+    assert gated.flatten().tolist() == pytest.approx([math.log(1 / 3), math.log(3 / 5)],
+                                                     abs=1e-6)
+    both = gate_by_image(torch.tensor([[[[log3]]]]), torch.tensor([[log3]]))
+    assert both.item() == pytest.approx(math.log(9 / 7), abs=1e-5)
+    # an image the gate is sure holds nothing has no pixel above its own chance
+    closed = torch.sigmoid(gate_by_image(torch.full((1, 1, 4, 4), 30.0), torch.tensor([[-6.0]])))
+    assert closed.max().item() <= torch.sigmoid(torch.tensor(-6.0)).item() + 1e-6
+    # and sure pixels in a sure image stay finite
+    assert torch.isfinite(gate_by_image(torch.full((1, 1, 2, 2), 200.0),
+                                        torch.tensor([[200.0]]))).all()
+
+
+def test_the_image_gate_is_for_one_class():
+    with pytest.raises(ValueError, match="one class"):
+        UNet(**unet_arguments(1, 3, 3, 8, (32, 32), image_gate=True))
