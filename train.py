@@ -77,7 +77,8 @@ def train(settings, context, resume=False):
     trainDS, testDS = read_split(settings, context)
     on_device = data_on_device(settings, context.device)
     if on_device:
-        trainDS.to(context.device), testDS.to(context.device)
+        trainDS.to(context.device)
+        testDS.to(context.device)
     loaders = distributed.make_loaders(
         trainDS, testDS, settings.BATCH_SIZE, context, seed=settings.SEED,
         eval_batch_size=settings.EVAL_BATCH_SIZE, num_workers=settings.NUM_WORKERS,

@@ -267,6 +267,7 @@ def collect_probabilities(model, loader, device, *, dtype=None, channels_last=Fa
         logits = predict_logits(model, images, device, dtype=dtype,
                                 channels_last=channels_last, tta=tta)
         probabilities.append(torch.sigmoid(logits).cpu())
-        targets.append(masks > 0.5)
-        inputs.append(images)
+        # the dataset may live in a GPU's memory (DATA_ON_DEVICE)
+        targets.append((masks > 0.5).cpu())
+        inputs.append(images.cpu())
     return torch.cat(probabilities), torch.cat(targets), torch.cat(inputs)

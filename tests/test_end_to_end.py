@@ -11,6 +11,7 @@ import predict
 import train
 from pyimagesearch import config, split
 from pyimagesearch.checkpoint import load_model
+from pyimagesearch.cli import parse_settings
 from pyimagesearch.dataset import read_mask
 
 SMALL = ["--input-image-width", "64", "--input-image-height", "64", "--batch-size", "8"]
@@ -222,3 +223,13 @@ def test_flags_given_to_predict_override_the_stored_rules(salt_run, capsys):
     predict.main(["--base-output", salt_run, "--evaluate", "--threshold", "0.9",
                   "--min-salt-area", "7", "--tta", "false", *SMALL])
     assert "threshold 0.9, minimum salt area 7 px, test-time flips off" in capsys.readouterr().out
+
+
+def test_the_dataset_moves_into_a_gpus_memory_only_where_it_can_be_batched_there():
+    data_on_device = train.data_on_device
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")
+    assert data_on_device(parse_settings([]), gpu)
+    assert not data_on_device(parse_settings([]), cpu)
+    # loader workers are other processes, which need the data in main memory
+    assert not data_on_device(parse_settings(["--num-workers", "2"]), gpu)
+    assert not data_on_device(parse_settings(["--data-on-device", "false"]), gpu)
