@@ -226,10 +226,9 @@ def test_flags_given_to_predict_override_the_stored_rules(salt_run, capsys):
 
 
 def test_the_dataset_moves_into_a_gpus_memory_only_where_it_can_be_batched_there():
-    data_on_device = train.data_on_device
     gpu, cpu = torch.device("cuda"), torch.device("cpu")
-    assert data_on_device(parse_settings([]), gpu)
-    assert not data_on_device(parse_settings([]), cpu)
+    assert train.data_on_device(parse_settings([]), gpu)
+    assert not train.data_on_device(parse_settings([]), cpu)
     # loader workers are other processes, which need the data in main memory
-    assert not data_on_device(parse_settings(["--num-workers", "2"]), gpu)
-    assert not data_on_device(parse_settings(["--data-on-device", "false"]), gpu)
+    assert not train.data_on_device(parse_settings(["--num-workers", "2"]), gpu)
+    assert not train.data_on_device(parse_settings(["--data-on-device", "false"]), gpu)
