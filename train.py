@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from pyimagesearch import distributed
 from pyimagesearch.augment import augmentation_seed
-from pyimagesearch.budget import plan_due
+from pyimagesearch.budget import plan_due, recent_pace
 from pyimagesearch.checkpoint import CheckpointError
 from pyimagesearch.cli import build_parser, settings_from_args
 from pyimagesearch.dataset import DataError
@@ -101,7 +101,7 @@ def train(settings, context, resume=False):
     bars = {} if context.is_main else {"description": None}
     # the time of earlier processes of a resumed run counts against the budget
     spent_before = sum(row["seconds"] for row in progress.history)
-    loop_started = time.perf_counter()
+    epoch_ends = [time.perf_counter()]
     with tqdm(desc="epochs", unit="epoch", initial=progress.first_epoch - 1,
               total=progress.num_epochs, disable=not context.is_main) as bar:
         epoch = progress.first_epoch
@@ -110,11 +110,10 @@ def train(settings, context, resume=False):
             row = train_and_validate(settings, context, parts, loaders, lossFunc, epoch, bars)
             improved = progress.record(row)
             tqdm.write(epoch_line(row, progress.num_epochs))
+            epoch_ends.append(time.perf_counter())
             if plan_due(settings, progress, epoch):
-                now = time.perf_counter()
                 apply_budget(settings, context, parts, progress, epoch,
-                             spent_before + now - run_started,
-                             (now - loop_started) / (epoch - progress.first_epoch + 1))
+                             spent_before + epoch_ends[-1] - run_started, recent_pace(epoch_ends))
                 bar.total = progress.num_epochs
             if context.is_main:
                 save_epoch(settings, parts, progress, arguments, row, improved)

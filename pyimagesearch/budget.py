@@ -4,8 +4,12 @@ import math
 import torch
 from tqdm import tqdm
 
-# the epochs timed before a run decides how many fit
-PLAN_AFTER_EPOCHS = 3
+# after these epochs a run with a budget decides how many epochs fit, from the
+# pace of the last few: early, and again once the pace has settled (a first
+# epoch warms up, and other work may share the machine at the start)
+PLAN_AT_EPOCHS = (3, 10, 25)
+# how many of the latest epochs set the pace
+PACE_EPOCHS = 3
 
 
 def epochs_within_budget(budget_seconds, spent_seconds, seconds_per_epoch, epochs_done,
@@ -20,10 +24,17 @@ def epochs_within_budget(budget_seconds, spent_seconds, seconds_per_epoch, epoch
 
 
 def plan_due(settings, progress, epoch):
-    """Whether the run decides its number of epochs after ``epoch``: once,
-    with a budget, when enough epochs are timed and more are still to come."""
-    return (bool(settings.TIME_BUDGET) and progress.planned_epochs is None
-            and PLAN_AFTER_EPOCHS <= epoch < progress.num_epochs)
+    """Whether the run decides its number of epochs after ``epoch``: with a
+    budget, at the planning epochs, while more epochs are still to come."""
+    return (bool(settings.TIME_BUDGET) and epoch in PLAN_AT_EPOCHS
+            and epoch < progress.num_epochs)
+
+
+def recent_pace(epoch_ends):
+    """Seconds per epoch over the latest PACE_EPOCHS epochs; ``epoch_ends``
+    holds when the loop started, then when each epoch ended."""
+    recent = epoch_ends[-PACE_EPOCHS - 1:]
+    return (recent[-1] - recent[0]) / (len(recent) - 1)
 
 
 def fit_budget(settings, epochs_done, max_epochs, spent_seconds, epoch_seconds, reduce_max):

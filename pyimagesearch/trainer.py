@@ -52,7 +52,7 @@ class Progress:
     history: list = dataclasses.field(default_factory=list)
     best_score: float = -1.0
     first_epoch: int = 1
-    planned_epochs: Optional[int] = None  # the budget's decision, once made
+    planned_epochs: Optional[int] = None  # the budget's latest decision
 
     @property
     def finished(self):
@@ -150,10 +150,10 @@ def epoch_line(row, num_epochs):
 
 
 def apply_budget(settings, context, parts, progress, epoch, spent_seconds, epoch_seconds):
-    """Fix the number of epochs that fit TIME_BUDGET, and stretch or shrink
-    the learning-rate schedule to end with them."""
+    """Decide the number of epochs that fit TIME_BUDGET, and stretch or
+    shrink the learning-rate schedule to end with them."""
     progress.num_epochs = progress.planned_epochs = fit_budget(
-        settings, epoch, progress.num_epochs, spent_seconds, epoch_seconds,
+        settings, epoch, settings.NUM_EPOCHS, spent_seconds, epoch_seconds,
         functools.partial(distributed.all_reduce_max, context=context))
     parts.scheduler = build_scheduler(settings, parts.optimizer, parts.steps_per_epoch,
                                       progress.num_epochs, steps_done=epoch * parts.steps_per_epoch)

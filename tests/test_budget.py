@@ -47,3 +47,27 @@ def test_a_budgeted_run_resumed_after_its_plan_ends_as_if_never_stopped(
     assert straight["epoch"] == resumed["epoch"] == 5
     assert all(torch.equal(straight["model"][name], resumed["model"][name])
                for name in straight["model"])
+
+
+def test_the_pace_is_that_of_the_latest_epochs():
+    # the loop started at 0; epochs ended at 10, 14, 16, 18, 20 s: the first,
+    # slow one no longer counts once three others are timed
+    assert budget.recent_pace([0, 10]) == 10
+    assert budget.recent_pace([0, 10, 14]) == 7
+    assert budget.recent_pace([0, 10, 14, 16, 18, 20]) == 2
+
+
+def test_a_run_that_speeds_up_plans_again_and_its_schedule_follows(
+        tmp_path, synthetic_folder, monkeypatch, capsys):
+    # the first plan (after epoch 2) fits 5 of 6 epochs; the second, after
+    # epoch 4, finds all 6 fit: the run trains 6, its cosine ending at 0
+    monkeypatch.setattr(budget, "PLAN_AT_EPOCHS", (2, 4))
+    decisions = iter([5, 6])
+    monkeypatch.setattr(budget, "epochs_within_budget", lambda *args: next(decisions))
+    train.main(["--dataset-path", synthetic_folder, "--base-output", str(tmp_path), *TINY,
+                "--num-epochs", "6", "--lr-schedule", "cosine", "--time-budget", "1"])
+    state = torch.load(tmp_path / "checkpoint.pth", weights_only=True)
+    assert state["epoch"] == 6 and state["planned_epochs"] == 6
+    assert state["optimizer"]["param_groups"][0]["lr"] == 0
+    out = capsys.readouterr().out
+    assert "5 epochs fit" in out and "6 epochs fit" in out
