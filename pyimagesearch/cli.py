@@ -16,7 +16,7 @@ from pyimagesearch.engine import PRECISIONS
 from pyimagesearch.losses import LOSSES, is_valid_name
 from pyimagesearch.model import VARIANTS
 from pyimagesearch.optim import SCHEDULES
-from pyimagesearch.presets import PRESETS
+from pyimagesearch.presets import DESCRIPTIONS, PRESETS
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -121,6 +121,10 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def _describe(settings):
+    return ", ".join(f"{flag_name(name)[2:]} {value}" for name, value in settings.items())
+
+
 def build_parser(description):
     """A parser holding one flag per config constant; scripts add their own."""
     parser = argparse.ArgumentParser(
@@ -128,10 +132,9 @@ def build_parser(description):
         formatter_class=_HelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="start from a named set of settings instead of config.py's "
-                             "defaults (flags given as well still win); 'salt' is the "
-                             "recommended TGS recipe: " + ", ".join(
-                                 f"{flag_name(name)[2:]} {value}"
-                                 for name, value in PRESETS["salt"].items()))
+                             "defaults (flags given as well still win): " + "; ".join(
+                                 f"'{name}', {DESCRIPTIONS[name]}: {_describe(settings)}"
+                                 for name, settings in PRESETS.items()))
     group = parser.add_argument_group(
         "settings", "override a constant of pyimagesearch/config.py for this run")
     for name, default in config_defaults().items():

@@ -5,36 +5,48 @@ command line still win, so ``--preset salt --num-epochs 5`` is the salt recipe
 trained for 5 epochs.
 """
 
+# the recommended TGS salt recipe for a CPU hour (docs/results.md)
+SALT = {
+    "MODEL_VARIANT": "aligned",
+    "BATCH_NORM": True,
+    # 5 levels from 8 channels: deep enough to see whole salt bodies,
+    # narrow enough to train many epochs within the hour
+    "NUM_LEVELS": 5,
+    "BASE_FILTERS": 8,
+    # the tiles' own size: the network pads 101 to 112 by reflection,
+    # which keeps every pixel as it is and costs less than resizing to 128
+    "INPUT_IMAGE_WIDTH": 101,
+    "INPUT_IMAGE_HEIGHT": 101,
+    "AUGMENT": True,
+    # BCE for every pixel, Lovasz for each image's IoU, which the score rewards
+    "LOSS": "bce+lovasz",
+    "INIT_LR": 0.002,
+    "WEIGHT_DECAY": 0.0001,
+    # the recipe's gradients are heavy-tailed; clipping keeps the rare huge
+    # step from throwing the training back
+    "GRAD_CLIP": 1.0,
+    "LR_SCHEDULE": "cosine",
+    "BATCH_SIZE": 32,
+    # batch norm over the whole batch, not over pieces of it
+    "MICRO_BATCH_SIZE": 0,
+    # more epochs keep paying, so the run trains as many of 200 as fit in
+    # 55 minutes (all of them on a fast 2-core CPU under torchrun)
+    "NUM_EPOCHS": 200,
+    "TIME_BUDGET": 55.0,
+    "TTA": True,
+    "TUNE_THRESHOLD": True,
+}
+
 PRESETS = {
-    # the recommended TGS salt recipe for a CPU hour (docs/results.md)
-    "salt": {
-        "MODEL_VARIANT": "aligned",
-        "BATCH_NORM": True,
-        # 5 levels from 8 channels: deep enough to see whole salt bodies,
-        # narrow enough to train many epochs within the hour
-        "NUM_LEVELS": 5,
-        "BASE_FILTERS": 8,
-        # the tiles' own size: the network pads 101 to 112 by reflection,
-        # which keeps every pixel as it is and costs less than resizing to 128
-        "INPUT_IMAGE_WIDTH": 101,
-        "INPUT_IMAGE_HEIGHT": 101,
-        "AUGMENT": True,
-        # BCE for every pixel, Lovasz for each image's IoU, which the score rewards
-        "LOSS": "bce+lovasz",
-        "INIT_LR": 0.002,
-        "WEIGHT_DECAY": 0.0001,
-        # the recipe's gradients are heavy-tailed; clipping keeps the rare huge
-        # step from throwing the training back
-        "GRAD_CLIP": 1.0,
-        "LR_SCHEDULE": "cosine",
-        "BATCH_SIZE": 32,
-        # batch norm over the whole batch, not over pieces of it
-        "MICRO_BATCH_SIZE": 0,
-        # more epochs keep paying, so the run trains as many of 200 as fit in
-        # 55 minutes (all of them on a fast 2-core CPU under torchrun)
-        "NUM_EPOCHS": 200,
-        "TIME_BUDGET": 55.0,
-        "TTA": True,
-        "TUNE_THRESHOLD": True,
-    },
+    "salt": SALT,
+    # one GPU runs the salt network's steps at the pace of its kernel launches,
+    # not of its arithmetic, so a network 4 times as wide costs it little time;
+    # 14 minutes in all. Not yet measured on a GPU (docs/results.md)
+    "salt-gpu": {**SALT, "BASE_FILTERS": 32, "NUM_EPOCHS": 300, "TIME_BUDGET": 14.0},
+}
+
+# what --help says of each
+DESCRIPTIONS = {
+    "salt": "the recommended TGS recipe for a 2-core CPU hour",
+    "salt-gpu": "the salt recipe widened for 15 minutes on one GPU (not yet measured on one)",
 }

@@ -92,7 +92,14 @@ def test_help_names_the_preset_and_what_it_sets(capsys):
     with pytest.raises(SystemExit):
         build_parser("x").parse_args(["--help"])
     shown = capsys.readouterr().out
-    assert "--preset {salt}" in shown and "loss bce+lovasz" in shown
+    assert "--preset {salt,salt-gpu}" in shown and "loss bce+lovasz" in shown
+    assert "base-filters 32" in shown
+
+
+def test_the_gpu_preset_is_the_salt_recipe_widened():
+    gpu, cpu = parse_settings(["--preset", "salt-gpu"]), parse_settings(["--preset", "salt"])
+    assert gpu.BASE_FILTERS == 4 * cpu.BASE_FILTERS and gpu.LOSS == cpu.LOSS
+    assert gpu.TIME_BUDGET <= 15
 
 
 def test_an_unknown_preset_or_loss_is_refused(capsys):
