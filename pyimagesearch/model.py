@@ -117,11 +117,28 @@ class Decoder(nn.Module):
         return outputs
 
 
-def hypercolumn(outputs):
-    """The decoder's level outputs joined at the finest one's resolution."""
-    size = outputs[-1].shape[-2:]
-    return torch.cat([F.interpolate(out, size=size, mode="bilinear", align_corners=False)
-                      for out in outputs[:-1]] + [outputs[-1]], dim=1)
+class HypercolumnHead(nn.Module):
+    """A 1x1 convolution over every decoder level's output, each upsampled
+    bilinearly to the finest level's size and all joined.
+
+    Upsampling and a 1x1 convolution are both linear, so each coarse level is
+    convolved first, at its own size, and only its few output channels are
+    upsampled: the same function at a fraction of the cost of upsampling
+    every channel (which doubled a training step on a CPU).
+    """
+
+    def __init__(self, channels, nbClasses):
+        super().__init__()
+        self.finest = nn.Conv2d(channels[-1], nbClasses, 1)
+        self.coarser = nn.ModuleList(nn.Conv2d(c, nbClasses, 1, bias=False)
+                                     for c in channels[:-1])
+
+    def forward(self, outputs):
+        out = self.finest(outputs[-1])
+        for conv, level in zip(self.coarser, outputs[:-1]):
+            out = out + F.interpolate(conv(level), size=out.shape[-2:], mode="bilinear",
+                                      align_corners=False)
+        return out
 
 
 def gate_by_image(pixel_logits, image_logits):
@@ -159,8 +176,8 @@ class UNet(nn.Module):
         padding = 1 if variant == "aligned" else 0
         self.encoder = Encoder(encChannels, padding, batchNorm)
         self.decoder = Decoder(decChannels, padding, batchNorm, attention)
-        head_channels = sum(decChannels[1:]) if hypercolumn else decChannels[-1]
-        self.head = nn.Conv2d(head_channels, nbClasses, 1)
+        self.head = (HypercolumnHead(decChannels[1:], nbClasses) if hypercolumn
+                     else nn.Conv2d(decChannels[-1], nbClasses, 1))
         self.hypercolumn = hypercolumn
         self.image_head = nn.Linear(encChannels[-1], 1) if imageGate else None
         self.retainDim = retainDim
@@ -189,7 +206,7 @@ class UNet(nn.Module):
                 x = F.pad(x, (left, pad_w - left, top, pad_h - top), mode=mode)
         features = self.encoder(x)
         outputs = self.decoder.level_outputs(features[-1], features[-2::-1])
-        out = self.head(hypercolumn(outputs) if self.hypercolumn else outputs[-1])
+        out = self.head(outputs if self.hypercolumn else outputs[-1])
         if self.image_head is not None:
             out = gate_by_image(out, self.image_head(features[-1].mean(dim=(-2, -1))))
         if self.variant != "tutorial":

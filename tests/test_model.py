@@ -2,8 +2,10 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from pyimagesearch.model import Block, Decoder, Encoder, UNet, gate_by_image, unet_arguments
+from pyimagesearch.model import (Block, Decoder, Encoder, HypercolumnHead, UNet, gate_by_image,
+                                 unet_arguments)
 
 
 def build(variant, levels=3, channels=1, size=(128, 128), classes=1):
@@ -148,3 +150,16 @@ def test_the_image_gate_multiplies_the_two_probabilities():
 def test_the_image_gate_is_for_one_class():
     with pytest.raises(ValueError, match="one class"):
         UNet(**unet_arguments(1, 3, 3, 8, (32, 32), image_gate=True))
+
+
+def test_the_hypercolumn_head_is_a_1x1_convolution_over_the_joined_levels():
+    torch.manual_seed(0)
+    head = HypercolumnHead([32, 16, 8], 1)
+    levels = [torch.rand(2, 32, 7, 7), torch.rand(2, 16, 14, 14), torch.rand(2, 8, 28, 28)]
+    joined = torch.cat([F.interpolate(level, size=(28, 28), mode="bilinear",
+                                      align_corners=False) for level in levels], dim=1)
+    conv = torch.nn.Conv2d(56, 1, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.cat([c.weight for c in (*head.coarser, head.finest)], dim=1))
+        conv.bias.copy_(head.finest.bias)
+        assert torch.allclose(head(levels), conv(joined), atol=1e-5)
