@@ -39,6 +39,7 @@ def test_whole_runs_are_timed_against_the_tutorials_code(synthetic_folder):
                          "train.py (aligned network)"}
     assert rows["tutorial's code"][3] == "1.00x"
     for seconds, last_epoch, forty_epochs, _, peak_mb, *_ in rows.values():
-        # 38 more epochs at the last one's pace than the 2 measured
-        assert float(forty_epochs) >= float(seconds) + 38 * float(last_epoch) - 1
+        # 38 more epochs at the last one's pace than the 2 measured (the
+        # printed figures are rounded: 38 epochs of up to 0.05 s each)
+        assert abs(float(forty_epochs) - float(seconds) - 38 * float(last_epoch)) <= 3
         assert float(peak_mb) > 0
