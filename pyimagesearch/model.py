@@ -98,9 +98,12 @@ class Decoder(nn.Module):
         # each block takes the upsampled map joined to an encoder map of the same
         # width; with widths that double per level (the tutorial's) that is channels[i]
         self.dec_blocks = nn.ModuleList(
-            nn.Sequential(Block(2 * channels[i + 1], channels[i + 1], padding, batchNorm),
-                          SCSE(channels[i + 1]) if attention else nn.Identity())
+            Block(2 * channels[i + 1], channels[i + 1], padding, batchNorm)
             for i in range(len(channels) - 1))
+        # kept apart from the blocks, so that the weights of a network without
+        # attention keep the names model files have always given them
+        self.attention = (nn.ModuleList(SCSE(width) for width in channels[1:]) if attention
+                          else None)
 
     def forward(self, x, encFeatures):
         return self.level_outputs(x, encFeatures)[-1]
@@ -108,11 +111,14 @@ class Decoder(nn.Module):
     def level_outputs(self, x, encFeatures):
         """Every level's output, from the coarsest to the finest."""
         outputs = []
-        for upconv, block, skip in zip(self.upconvs, self.dec_blocks, encFeatures):
+        for level, (upconv, block, skip) in enumerate(zip(self.upconvs, self.dec_blocks,
+                                                          encFeatures)):
             x = upconv(x)
             if skip.shape[-2:] != x.shape[-2:]:
                 skip = CenterCrop(list(x.shape[-2:]))(skip)
             x = block(torch.cat([x, skip], dim=1))
+            if self.attention is not None:
+                x = self.attention[level](x)
             outputs.append(x)
         return outputs
 

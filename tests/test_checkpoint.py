@@ -41,7 +41,9 @@ def test_options_round_trip_and_older_files_load_without_them(tmp_path):
     x = torch.rand(2, 1, 48, 48)
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
-    # a file written before the options existed describes a network without them
+    # a file written before the options existed describes a network without
+    # them, under the weight names such files have
+    assert "decoder.dec_blocks.0.conv1.weight" in UNet(**unet_arguments()).state_dict()
     plain = unet_arguments(1, 1, 3, 8, (48, 48))
     older = {name: value for name, value in plain.items()
              if name not in ("attention", "hypercolumn", "imageGate")}
