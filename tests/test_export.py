@@ -15,13 +15,17 @@ def test_without_the_packages_the_message_says_what_to_install(tmp_path, monkeyp
     assert not (tmp_path / "m.onnx").exists()
 
 
-@pytest.mark.parametrize("variant, size", [("aligned", (37, 29)), ("tutorial", (64, 64))])
-def test_the_onnx_file_computes_pytorchs_logits_for_any_batch(tmp_path, variant, size):
+LEVERS = {"attention": True, "hypercolumn": True, "image_gate": True}
+
+
+@pytest.mark.parametrize("variant, size, options", [
+    ("aligned", (37, 29), {}), ("tutorial", (64, 64), {}), ("aligned", (37, 29), LEVERS)])
+def test_the_onnx_file_computes_pytorchs_logits_for_any_batch(tmp_path, variant, size, options):
     for package in (*export.EXPORT_PACKAGES, "onnxruntime"):
         pytest.importorskip(package, reason=f"{package} is optional and not installed here")
     torch.manual_seed(0)
     arguments = unet_arguments(num_levels=3, base_filters=4, size=size, variant=variant,
-                               batch_norm=True)
+                               batch_norm=True, **options)
     model = UNet(**arguments).eval()
     path = str(tmp_path / "m.onnx")
     export.export_onnx(model, arguments, path)
