@@ -32,7 +32,6 @@ import csv
 import functools
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -54,6 +53,7 @@ from pyimagesearch.engine import (autocast_dtype, choose_precision, evaluate, pr
 from pyimagesearch.inference import segment_files
 from pyimagesearch.model import UNet, unet_arguments
 from pyimagesearch.postprocess import PredictionRules
+from tools.peak_memory import own_peak_kib
 
 SIZE = (128, 128)
 BATCH_SIZE = 64
@@ -279,8 +279,7 @@ def measure(way, parts, device, precision, micro_batch):
 
 
 def peak_rss_mb():
-    # ru_maxrss is in KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return own_peak_kib() / 1024
 
 
 def run_child(command):

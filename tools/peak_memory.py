@@ -14,7 +14,7 @@ import runpy
 import sys
 
 
-def _own_peak_kib():
+def own_peak_kib():
     # Linux's VmHWM starts afresh when a process execs; ru_maxrss keeps the
     # peak of the process it was forked from, a large one when that was the
     # benchmark itself
@@ -29,7 +29,7 @@ def _own_peak_kib():
 
 
 def _write_peak(report):
-    own = _own_peak_kib()
+    own = own_peak_kib()
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     with open(report, "w", encoding="utf-8") as handle:
         handle.write(str(max(own, children)))
