@@ -5,9 +5,9 @@ import torch
 from tqdm import tqdm
 
 # after these epochs a run with a budget decides how many epochs fit, from the
-# pace of the last few: early, and again once the pace has settled (a first
-# epoch warms up, and other work may share the machine at the start)
-PLAN_AT_EPOCHS = (3, 10, 25)
+# pace of the last few: early, and again as the pace changes (a first epoch
+# warms up, and other work may share the machine for a while)
+PLAN_AT_EPOCHS = (3, 10, 25, 50, 100)
 # how many of the latest epochs set the pace
 PACE_EPOCHS = 3
 

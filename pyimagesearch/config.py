@@ -89,9 +89,9 @@ LOSS = "bce"
 AUGMENT = False
 NUM_EPOCHS = 40
 # above 0, minutes the whole run may take (reading, training, tuning): after
-# epochs 3, 10 and 25 the run times its latest epochs and trains as many of
-# NUM_EPOCHS as fit, the learning-rate schedule spanning those. 0 trains
-# NUM_EPOCHS always
+# epochs 3, 10, 25, 50 and 100 the run times its latest epochs and trains as
+# many of NUM_EPOCHS as fit, the learning-rate schedule spanning those. 0
+# trains NUM_EPOCHS always
 TIME_BUDGET = 0.0
 # above 0, the weights validated and saved are an exponential moving average
 # of the training weights, updated after every batch with this decay (0.999
