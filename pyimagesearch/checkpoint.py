@@ -52,15 +52,15 @@ ARGUMENT_CHECKS = {
     "outSize": (lambda v: _are_counts(v, 1, MAX_SIDE, (2,)),
                 f"a (height, width) pair, each 1 to {MAX_SIDE}"),
     "variant": (lambda v: v in VARIANTS, f"one of {VARIANTS}"),
-    "batchNorm": (lambda v: isinstance(v, bool), "true or false"),
-    "attention": (lambda v: isinstance(v, bool), "true or false"),
-    "hypercolumn": (lambda v: isinstance(v, bool), "true or false"),
-    "imageGate": (lambda v: isinstance(v, bool), "true or false"),
+    **{flag: (lambda v: isinstance(v, bool), "true or false")
+       for flag in ("batchNorm", "attention", "hypercolumn", "imageGate")},
 }
-UNET_PARAMETERS = tuple(inspect.signature(UNet.__init__).parameters)[1:]
+_SIGNATURE = inspect.signature(UNet.__init__).parameters
+UNET_PARAMETERS = tuple(_SIGNATURE)[1:]
 # arguments that model files written before they existed lack; such files
-# hold networks built without them
-ADDED_LATER = {"attention": False, "hypercolumn": False, "imageGate": False}
+# hold networks built without them, as UNet's defaults say
+ADDED_LATER = {name: _SIGNATURE[name].default
+               for name in ("attention", "hypercolumn", "imageGate")}
 
 
 def check_arguments(arguments, path):

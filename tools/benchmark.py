@@ -57,6 +57,8 @@ from tools.peak_memory import own_peak_kib
 
 SIZE = (128, 128)
 BATCH_SIZE = 64
+# the tutorial's network on one gray channel, as the pipeline reads TGS images
+PIPELINE_NETWORK = unet_arguments(1, 1, 3, 16, SIZE, "tutorial")
 
 
 class PerSampleDataset(Dataset):
@@ -192,7 +194,7 @@ def run_pipeline_way(parts, device, precision, micro_batch):
     train_set = SegmentationDataset(train_images, train_masks, size=SIZE).to(device)
     test_set = SegmentationDataset(test_images, test_masks, size=SIZE).to(device)
     decode_seconds = time.perf_counter() - started
-    arguments = unet_arguments(1, 1, 3, 16, SIZE, "tutorial")
+    arguments = PIPELINE_NETWORK
     model = prepare_model(UNet(**arguments), device, channels_last=True)
     unet = distributed.wrap_model(model, context, sync_batchnorm=False)
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -224,29 +226,21 @@ def run_pipeline_way(parts, device, precision, micro_batch):
 
 def step_limit(device, dtype, steps=8):
     """Training images/s of the pipeline's network when nothing but its steps
-    run: a fixed batch already on the device, the same settings."""
+    run: train_one_epoch over one batch already on the device, again and again."""
     torch.manual_seed(0)
-    model = prepare_model(UNet(**unet_arguments(1, 1, 3, 16, SIZE, "tutorial")), device, True)
+    model = prepare_model(UNet(**PIPELINE_NETWORK), device, channels_last=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
-    images = torch.rand(BATCH_SIZE, 1, *SIZE, device=device).contiguous(
-        memory_format=torch.channels_last)
-    masks = (torch.rand(BATCH_SIZE, 1, *SIZE, device=device) > 0.5).float()
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    batch = (torch.rand(BATCH_SIZE, 1, *SIZE, device=device),
+             (torch.rand(BATCH_SIZE, 1, *SIZE, device=device) > 0.5).float())
 
-    def step():
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            logits = model(images)
-        loss = loss_fn(logits.float(), masks)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    def train(batches):
+        # returns the epoch's loss, read back from the device: the work is done
+        train_one_epoch(model, batches, torch.nn.BCEWithLogitsLoss(), optimizer, device,
+                        dtype=dtype, channels_last=True, description=None)
 
-    step()
-    synchronize(device)
+    train([batch])
     started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    synchronize(device)
+    train([batch] * steps)
     return steps * BATCH_SIZE / (time.perf_counter() - started)
 
 
