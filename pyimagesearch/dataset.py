@@ -1,8 +1,10 @@
 """Finding, pairing, reading and caching image/mask pairs.
 
-Every image is decoded and resized once, when the dataset is built, and kept in
-memory as uint8: decoding PNGs again every epoch would cost more than the
-network itself on a small CPU.
+Every image is decoded once, when the dataset is built, and kept in memory as
+uint8: decoding PNGs again every epoch would cost more than the network itself
+on a small CPU. Images larger than the network's input are shrunk as they are
+read; smaller ones are kept at their own size and enlarged batch by batch,
+which keeps the dataset in memory at its smaller size.
 """
 import concurrent.futures
 import os
@@ -202,24 +204,33 @@ def resize_mask(mask, size, num_classes=1):
     Nearest-neighbour resizing, torchvision's choice for ``tv_tensors.Mask``,
     takes pixels on another grid than the image's bilinear resize and shifts
     the mask by up to half a source pixel against its image.
+
+    Works on one mask (1,H,W) or a batch of them (N,1,H,W).
     """
     mask = mask.as_subclass(torch.Tensor)
     if num_classes == 1:
         resized = v2.functional.resize(mask.float(), list(size), antialias=True)
         return (resized > 0.5).to(torch.uint8)
-    one_hot = torch.nn.functional.one_hot(mask[0].long(), num_classes).permute(2, 0, 1)
+    one_hot = torch.nn.functional.one_hot(mask.select(-3, 0).long(), num_classes).movedim(-1, -3)
     resized = v2.functional.resize(one_hot.float(), list(size), antialias=True)
-    return resized.argmax(0, keepdim=True).to(torch.uint8)
+    return resized.argmax(-3, keepdim=True).to(torch.uint8)
 
 
 def resize_pair(image, mask, size, num_classes=1):
-    """Resize jointly on one pixel grid; the mask keeps its class indices."""
+    """Resize jointly on one pixel grid; the mask keeps its class indices.
+    Works on one pair or a batch of them."""
     image = v2.functional.resize(tv_tensors.Image(image), list(size), antialias=True)
     return image, tv_tensors.Mask(resize_mask(mask, size, num_classes))
 
 
 def load_pair(image_path, mask_path, size, num_channels, mask_format=MaskFormat()):
     """One pair as uint8 tensors (C,H,W) and (1,H,W) at ``size`` = (height, width)."""
+    image, mask = read_pair(image_path, mask_path, num_channels, mask_format)
+    return resize_pair(image, mask, size, mask_format.num_classes)
+
+
+def read_pair(image_path, mask_path, num_channels, mask_format=MaskFormat()):
+    """One pair as uint8 tensors (C,H,W) and (1,H,W) at the files' own size."""
     image = read_image(image_path, num_channels)
     mask = read_mask(mask_path, mask_format)
     if image.shape[:2] != mask.shape:
@@ -227,19 +238,22 @@ def load_pair(image_path, mask_path, size, num_channels, mask_format=MaskFormat(
                         f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]}; "
                         f"an image and its mask must have the same size")
     image = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-    mask = torch.from_numpy(mask)[None]
-    return resize_pair(image, mask, size, mask_format.num_classes)
+    return image, torch.from_numpy(mask)[None]
 
 
 def _load_all(pairs, size, num_channels, mask_format, threads):
-    """Yield ``load_pair``'s result for each pair in order, or the DataError
-    it raised; decoded by ``threads`` threads at once (0: one per CPU core),
-    since OpenCV and PyTorch release Python's lock while they work."""
+    """Yield each pair in order, or the DataError reading it raised: a pair
+    smaller than ``size`` at its own size, any other resized to ``size``.
+    Decoded by ``threads`` threads at once (0: one per CPU core), since
+    OpenCV and PyTorch release Python's lock while they work."""
     def load(pair):
         try:
-            return load_pair(*pair, size, num_channels, mask_format)
+            image, mask = read_pair(*pair, num_channels, mask_format)
         except DataError as error:
             return error
+        if image.shape[-2] * image.shape[-1] < size[0] * size[1]:
+            return image, mask
+        return resize_pair(image, mask, size, mask_format.num_classes)
 
     threads = threads or os.cpu_count() or 1
     if threads == 1:
@@ -268,13 +282,12 @@ class SegmentationDataset(torch.utils.data.Dataset):
             raise DataError(f"{len(imagePaths)} images but {len(maskPaths)} masks")
         self.transforms = transforms
         self.num_classes = mask_format.num_classes
+        self.size = tuple(size)
         self.imagePaths, self.maskPaths, self.skipped = [], [], []
         pairs = list(zip(imagePaths, maskPaths))
-        # filled in place: a list of samples stacked at the end would hold
-        # the dataset twice at once
-        images = torch.empty((len(pairs), num_channels, *size), dtype=torch.uint8)
-        masks = torch.empty((len(pairs), 1, *size), dtype=torch.uint8)
-        loaded = _load_all(pairs, size, num_channels, mask_format, threads)
+        self.images = torch.empty((0, num_channels, *self.size), dtype=torch.uint8)
+        self.masks = torch.empty((0, 1, *self.size), dtype=torch.uint8)
+        loaded = _load_all(pairs, self.size, num_channels, mask_format, threads)
         for (image_path, mask_path), outcome in tqdm(zip(pairs, loaded), total=len(pairs),
                                                      desc="reading images",
                                                      disable=not progress, leave=False):
@@ -283,32 +296,64 @@ class SegmentationDataset(torch.utils.data.Dataset):
                     raise outcome
                 self.skipped.append(str(outcome))
                 continue
-            images[len(self.imagePaths)], masks[len(self.imagePaths)] = outcome
+            self._store(len(self.imagePaths), *outcome, capacity=len(pairs))
             self.imagePaths.append(image_path)
             self.maskPaths.append(mask_path)
-        self.images, self.masks = images[:len(self.imagePaths)], masks[:len(self.imagePaths)]
+        self.images = self.images[:len(self.imagePaths)]
+        self.masks = self.masks[:len(self.imagePaths)]
+
+    def _store(self, slot, image, mask, capacity):
+        """Put a pair into ``slot`` of the uint8 tensors, which are filled in
+        place: a list of pairs stacked at the end would hold the dataset twice
+        at once. They keep the size of the first pair; from the first pair of
+        another size on, they keep the network's."""
+        if not slot:
+            self.images = torch.empty((capacity, *image.shape), dtype=torch.uint8)
+            self.masks = torch.empty((capacity, *mask.shape), dtype=torch.uint8)
+        if image.shape[-2:] != self.images.shape[-2:]:
+            if self.images.shape[-2:] != self.size:
+                self._enlarge_stored(slot, capacity)
+            if image.shape[-2:] != self.size:
+                image, mask = resize_pair(image, mask, self.size, self.num_classes)
+        self.images[slot], self.masks[slot] = image, mask
+
+    def _enlarge_stored(self, count, capacity, chunk=256):
+        """The first ``count`` pairs, stored smaller, resized to the network's size."""
+        images = torch.empty((capacity, self.images.shape[1], *self.size), dtype=torch.uint8)
+        masks = torch.empty((capacity, 1, *self.size), dtype=torch.uint8)
+        for start in range(0, count, chunk):
+            part = slice(start, min(start + chunk, count))
+            images[part], masks[part] = self._at_network_size(self.images[part], self.masks[part])
+        self.images, self.masks = images, masks
 
     def __len__(self):
         return len(self.imagePaths)
 
     def to(self, device):
         """Keep the decoded pairs (uint8) in ``device``'s memory: batches are
-        then cut, augmented and converted there, with no copy per batch."""
+        then cut, resized, augmented and converted there, with no copy per batch."""
         self.images, self.masks = self.images.to(device), self.masks.to(device)
         return self
 
     def __getitem__(self, idx):
-        return self._sample(self.images[idx], self.masks[idx])
+        return self._sample(*self._at_network_size(self.images[idx], self.masks[idx]))
 
     def __getitems__(self, indices):
         """The samples of a whole batch, cut with one gather where the data
         lies (DataLoader asks for a batch's samples this way)."""
         index = torch.as_tensor(indices, dtype=torch.long, device=self.images.device)
+        images, masks = self._at_network_size(self.images[index], self.masks[index])
         if self.transforms is None:
-            images, masks = self._as_floats(self.images[index], self.masks[index])
+            images, masks = self._as_floats(images, masks)
             return list(zip(images, masks))
-        return [self._sample(image, mask)
-                for image, mask in zip(self.images[index], self.masks[index])]
+        return [self._sample(image, mask) for image, mask in zip(images, masks)]
+
+    def _at_network_size(self, images, masks):
+        """Stored pairs (one, or a batch) at the size the network takes."""
+        if images.shape[-2:] == self.size:
+            return images, masks
+        images, masks = resize_pair(images, masks, self.size, self.num_classes)
+        return images.as_subclass(torch.Tensor), masks.as_subclass(torch.Tensor)
 
     def _sample(self, image, mask):
         if self.transforms is not None:

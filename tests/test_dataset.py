@@ -193,9 +193,11 @@ def test_masks_keep_their_place_through_the_network_size_and_back(tmp_path):
             originals.append(torch.from_numpy(mask)[None].bool())
     dataset = SegmentationDataset(image_paths, mask_paths, size=(128, 128))
     originals = torch.stack(originals)
-    in_network = dataset.masks.bool()
-    assert iou_per_image(dataset.images > 127, in_network).min() >= 0.99
-    back = logits_at_size(dataset.masks.float() * 2 - 1, (101, 101)) > 0
+    images, masks = map(torch.stack, zip(*dataset.__getitems__(range(len(dataset)))))
+    in_network = masks.bool()
+    assert in_network.shape[-2:] == (128, 128)
+    assert iou_per_image(images > 0.5, in_network).min() >= 0.99
+    back = logits_at_size(masks * 2 - 1, (101, 101)) > 0
     assert iou_per_image(back, originals).min() >= 0.99
 
 
@@ -324,3 +326,51 @@ def test_data_kept_on_a_device_is_batched_there(synthetic_folder):
     batch_images, batch_masks = next(iter(torch.utils.data.DataLoader(dataset, batch_size=4)))
     assert batch_images.device.type == "meta" and batch_masks.device.type == "meta"
     assert batch_images.shape == (4, 1, 32, 32) and batch_images.dtype == torch.float32
+
+
+def _pairs_of_sizes(folder, sizes, num_classes, seed=0):
+    rng = np.random.default_rng(seed)
+    image_paths, mask_paths = [], []
+    for index, (height, width) in enumerate(sizes):
+        image_paths.append(write(folder / "images" / f"{index}.png",
+                                 rng.integers(0, 256, (height, width), dtype=np.uint8)))
+        mask_paths.append(write(folder / "masks" / f"{index}.png",
+                                rng.integers(0, max(num_classes, 2), (height, width),
+                                             dtype=np.uint8)))
+    return image_paths, mask_paths
+
+
+def _expected_sample(image_path, mask_path, size, num_classes):
+    image, mask = load_pair(image_path, mask_path, size, 1, MaskFormat(num_classes))
+    image = image.as_subclass(torch.Tensor).float() / 255
+    mask = mask.as_subclass(torch.Tensor)
+    return image, (mask.float() if num_classes == 1 else mask[0].long())
+
+
+@pytest.mark.parametrize("num_classes", [1, 3])
+@pytest.mark.parametrize("sizes, stored", [
+    # smaller than the network: kept small in memory, enlarged batch by batch
+    ([(30, 20)] * 4, (30, 20)),
+    # a larger pair, then another small size: from then on all at the network's size
+    ([(30, 20), (30, 20), (64, 64), (30, 20), (24, 24)], (48, 40)),
+])
+def test_samples_are_the_pairs_resized_as_read_whatever_size_they_are_kept_at(
+        tmp_path, num_classes, sizes, stored):
+    image_paths, mask_paths = _pairs_of_sizes(tmp_path, sizes, num_classes)
+    dataset = SegmentationDataset(image_paths, mask_paths, size=(48, 40),
+                                  mask_format=MaskFormat(num_classes), threads=1)
+    assert dataset.images.shape[-2:] == stored and dataset.masks.shape[-2:] == stored
+    batch = dataset.__getitems__(range(len(sizes)))
+    for index, paths in enumerate(zip(image_paths, mask_paths)):
+        expected_image, expected_mask = _expected_sample(*paths, (48, 40), num_classes)
+        for image, mask in (dataset[index], batch[index]):
+            assert torch.equal(image, expected_image)
+            assert torch.equal(mask, expected_mask)
+
+
+def test_masks_resized_as_a_batch_equal_masks_resized_one_by_one():
+    labels = torch.randint(0, 3, (5, 1, 13, 17), dtype=torch.uint8)
+    batch = resize_mask(labels, (20, 24), num_classes=3)
+    assert batch.shape == (5, 1, 20, 24)
+    for one, resized in zip(labels, batch):
+        assert torch.equal(resize_mask(one, (20, 24), num_classes=3), resized)
