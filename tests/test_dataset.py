@@ -319,13 +319,16 @@ def test_a_batch_cut_in_one_gather_holds_the_samples_one_by_one(synthetic_folder
 
 
 def test_data_kept_on_a_device_is_batched_there(synthetic_folder):
-    # the "meta" device stands in for a GPU: a batch stays where the data is
+    # the "meta" device stands in for a GPU: a batch stays where the data is,
+    # and pairs kept smaller than the network are enlarged there
     images, masks = pair_image_mask_paths(os.path.join(synthetic_folder, "images"),
                                           os.path.join(synthetic_folder, "masks"))
-    dataset = SegmentationDataset(images[:8], masks[:8], size=(32, 32)).to("meta")
+    dataset = SegmentationDataset(images[:8], masks[:8], size=(128, 128)).to("meta")
+    assert dataset.images.shape[-2:] == (101, 101)
     batch_images, batch_masks = next(iter(torch.utils.data.DataLoader(dataset, batch_size=4)))
     assert batch_images.device.type == "meta" and batch_masks.device.type == "meta"
-    assert batch_images.shape == (4, 1, 32, 32) and batch_images.dtype == torch.float32
+    assert batch_images.shape == (4, 1, 128, 128) and batch_images.dtype == torch.float32
+    assert batch_masks.shape == (4, 1, 128, 128)
 
 
 def _pairs_of_sizes(folder, sizes, num_classes, seed=0):
