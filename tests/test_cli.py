@@ -115,8 +115,7 @@ def test_an_unknown_preset_or_loss_is_refused(capsys):
     (["--num-classes", "3", "--class-colors", "0,0,0;red;0,0,255"], "distinct R,G,B"),
     (["--num-classes", "3", "--loss", "lovasz_elu"], "not for 3 classes"),
     (["--preset", "salt", "--num-classes", "3"], "--image-gate false"),
-    (["--preset", "salt", "--num-classes", "3", "--image-gate", "false"],
-     "--tune-threshold false"),
+    (["--num-classes", "3", "--tune-threshold", "true"], "--tune-threshold false"),
     (["--num-classes", "0"], "NUM_CLASSES"),
     (["--num-classes", "3", "--image-gate", "true"], "--image-gate false"),
 ])
