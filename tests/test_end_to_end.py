@@ -188,14 +188,15 @@ def test_predict_before_training_says_to_train(tmp_path):
 
 @pytest.fixture(scope="module")
 def salt_run(tmp_path_factory, synthetic_folder):
-    """The salt preset, briefly: its model file must carry the tuned prediction rules."""
+    """The salt preset, briefly, with tuning: its model file must carry the
+    tuned prediction rules."""
     output = str(tmp_path_factory.mktemp("salt"))
     train.main(["--preset", "salt", "--dataset-path", synthetic_folder, "--base-output", output,
-                "--num-epochs", "2", "--num-levels", "3", *SMALL])
+                "--num-epochs", "2", "--num-levels", "3", "--tune-threshold", "true", *SMALL])
     return output
 
 
-def test_the_preset_stores_tuned_rules_with_the_best_model(salt_run):
+def test_the_preset_with_tuning_stores_tuned_rules_with_the_best_model(salt_run):
     _, arguments, metadata = load_model(os.path.join(salt_run, "unet_tgs_salt.pth"))
     assert arguments["batchNorm"] is True and arguments["outSize"] == [64, 64]
     rules = metadata["prediction"]
