@@ -40,8 +40,8 @@ SALT = {
     "NUM_EPOCHS": 200,
     "TIME_BUDGET": 55.0,
     "TTA": True,
-    # threshold 0.5 and no minimum salt area: chosen on the validation images
-    # they scored 0.007-0.017 lower on unseen ones (docs/results.md)
+    # threshold 0.5 and no minimum salt area: values chosen on the validation
+    # images did worse on unseen ones (docs/results.md)
     "TUNE_THRESHOLD": False,
 }
 
