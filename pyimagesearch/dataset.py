@@ -223,12 +223,6 @@ def resize_pair(image, mask, size, num_classes=1):
     return image, tv_tensors.Mask(resize_mask(mask, size, num_classes))
 
 
-def load_pair(image_path, mask_path, size, num_channels, mask_format=MaskFormat()):
-    """One pair as uint8 tensors (C,H,W) and (1,H,W) at ``size`` = (height, width)."""
-    image, mask = read_pair(image_path, mask_path, num_channels, mask_format)
-    return resize_pair(image, mask, size, mask_format.num_classes)
-
-
 def read_pair(image_path, mask_path, num_channels, mask_format=MaskFormat()):
     """One pair as uint8 tensors (C,H,W) and (1,H,W) at the files' own size."""
     image = read_image(image_path, num_channels)

@@ -7,9 +7,9 @@ import torch
 from PIL import Image
 
 from pyimagesearch import synthetic
-from pyimagesearch.dataset import (DataError, MaskFormat, SegmentationDataset, load_pair,
+from pyimagesearch.dataset import (DataError, MaskFormat, SegmentationDataset,
                                    pair_image_mask_paths, parse_palette, read_image, read_mask,
-                                   resize_mask)
+                                   read_pair, resize_mask, resize_pair)
 from pyimagesearch.inference import logits_at_size
 from pyimagesearch.metrics import iou_per_image
 
@@ -119,7 +119,7 @@ def test_colour_images_are_read_as_rgb(tmp_path):
 def test_non_square_pairs_are_resized_to_the_input_size(tmp_path):
     image = write(tmp_path / "i.png", np.zeros((10, 30), np.uint8))
     mask = write(tmp_path / "m.png", np.ones((10, 30), np.uint8))
-    resized_image, resized_mask = load_pair(image, mask, (16, 24), 1)
+    resized_image, resized_mask = resize_pair(*read_pair(image, mask, 1), (16, 24))
     assert resized_image.shape == (1, 16, 24) and resized_mask.shape == (1, 16, 24)
 
 
@@ -137,7 +137,7 @@ def test_mask_of_another_size_is_refused(tmp_path):
     image = write(tmp_path / "i.png", np.zeros((10, 10), np.uint8))
     mask = write(tmp_path / "m.png", np.zeros((10, 12), np.uint8))
     with pytest.raises(DataError, match="same size"):
-        load_pair(image, mask, (8, 8), 1)
+        read_pair(image, mask, 1)
 
 
 def test_resize_keeps_masks_binary_and_images_smooth(tmp_path):
@@ -145,7 +145,7 @@ def test_resize_keeps_masks_binary_and_images_smooth(tmp_path):
     mask_pixels = np.zeros((10, 10), np.uint16)
     mask_pixels[:, 5:] = 65535
     mask = write(tmp_path / "m.png", mask_pixels)
-    resized_image, resized_mask = load_pair(image, mask, (16, 16), 1)
+    resized_image, resized_mask = resize_pair(*read_pair(image, mask, 1), (16, 16))
     assert resized_image.shape == (1, 16, 16) and resized_mask.shape == (1, 16, 16)
     assert set(resized_mask.unique().tolist()) == {0, 1}
     # bilinear resizing of the ramp gives values that were not in the input
@@ -344,7 +344,8 @@ def _pairs_of_sizes(folder, sizes, num_classes, seed=0):
 
 
 def _expected_sample(image_path, mask_path, size, num_classes):
-    image, mask = load_pair(image_path, mask_path, size, 1, MaskFormat(num_classes))
+    image, mask = resize_pair(*read_pair(image_path, mask_path, 1, MaskFormat(num_classes)),
+                              size, num_classes)
     image = image.as_subclass(torch.Tensor).float() / 255
     mask = mask.as_subclass(torch.Tensor)
     return image, (mask.float() if num_classes == 1 else mask[0].long())
