@@ -234,7 +234,8 @@ def step_limit(device, dtype, steps=8):
              (torch.rand(BATCH_SIZE, 1, *SIZE, device=device) > 0.5).float())
 
     def train(batches):
-        # returns the epoch's loss, read back from the device: the work is done
+        # train_one_epoch reads its loss back from the device, so the steps
+        # have finished when it returns
         train_one_epoch(model, batches, torch.nn.BCEWithLogitsLoss(), optimizer, device,
                         dtype=dtype, channels_last=True, description=None)
 
