@@ -24,7 +24,7 @@ from pyimagesearch.dataset import DataError
 from pyimagesearch.engine import (TrainingDiverged, choose_precision, passes_in_pieces,
                                   reuse_freed_memory)
 from pyimagesearch.files import OutputError, ensure_folder
-from pyimagesearch.losses import CombinedLoss
+from pyimagesearch.losses import CombinedLoss, DeepSupervisionLoss
 from pyimagesearch.model import arguments_from_settings
 from pyimagesearch.split import read_split
 from pyimagesearch.trainer import (Progress, apply_budget, build_parts, epoch_line, resume_run,
@@ -87,6 +87,8 @@ def train(settings, context, resume=False):
     arguments = arguments_from_settings(settings)
     parts = build_parts(settings, context, arguments, loaders[0])
     lossFunc = CombinedLoss(settings.LOSS, settings.NUM_CLASSES)
+    if settings.DEEP_SUPERVISION:
+        lossFunc = DeepSupervisionLoss(lossFunc)
     # 3. An interrupted run continues where its checkpoint left it
     progress = (resume_run(settings, parts, arguments) if resume
                 else Progress(num_epochs=settings.NUM_EPOCHS))

@@ -79,8 +79,8 @@ _CHECKS = {
 }
 
 
-def _check_classes(values, parser):
-    """The settings that depend on NUM_CLASSES agree with it."""
+def _check_combinations(values, parser):
+    """Settings that depend on each other (most on NUM_CLASSES) agree."""
     classes = values["NUM_CLASSES"]
     try:
         palette = parse_palette(values["CLASS_COLORS"])
@@ -96,6 +96,9 @@ def _check_classes(values, parser):
     if classes > 1 and values["IMAGE_GATE"]:
         parser.error("IMAGE_GATE gates one class (salt or not): give --image-gate false "
                      "for several classes")
+    if values["DEEP_SUPERVISION"] and not values["IMAGE_GATE"]:
+        parser.error("DEEP_SUPERVISION trains the image gate's two heads apart: give "
+                     "--image-gate true with it")
     if classes > 1 and values["TUNE_THRESHOLD"]:
         parser.error("TUNE_THRESHOLD chooses a salt threshold, which several classes do not "
                      "have: give --tune-threshold false")
@@ -180,7 +183,7 @@ def settings_from_args(args, parser):
         if not test(values[name]):
             parser.error(f"{name} ({flag_name(name)}) is {values[name]!r}: "
                          f"it must be {expected}")
-    _check_classes(values, parser)
+    _check_combinations(values, parser)
     settings = types.SimpleNamespace(**values)
     settings.GIVEN = frozenset(given)
     settings.PRESET = preset

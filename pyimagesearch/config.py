@@ -65,6 +65,9 @@ HYPERCOLUMN = False
 # one class only: a pixel's probability is the image's chance of holding the
 # class (from the deepest level) times the pixel's own
 IMAGE_GATE = False
+# with IMAGE_GATE: the image's chance of salt also learns from a loss of its
+# own, and the pixels' from the images that hold salt only (losses.py)
+DEEP_SUPERVISION = False
 
 # --- training -------------------------------------------------------------
 INIT_LR = 0.001

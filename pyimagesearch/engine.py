@@ -148,6 +148,11 @@ def passes_in_pieces(micro_batch, batch_size):
     return 0 < micro_batch < batch_size
 
 
+def _as_float(outputs):
+    """Logits, or a tuple of them (``DeepSupervisionLoss``), in float32."""
+    return outputs.float() if torch.is_tensor(outputs) else tuple(part.float() for part in outputs)
+
+
 def _accumulate_gradients(model, images, masks, loss_fn, dtype, scaler, micro_batch):
     """Backpropagate the batch's loss, piece by piece; returns the detached loss."""
     size = micro_batch if passes_in_pieces(micro_batch, len(images)) else len(images)
@@ -160,8 +165,9 @@ def _accumulate_gradients(model, images, masks, loss_fn, dtype, scaler, micro_ba
         last = index == len(pieces) - 1
         with contextlib.nullcontext() if last or no_sync is None else no_sync():
             with _autocast(images.device, dtype):
-                logits = model(piece_images)
-            loss = loss_fn(logits.float(), piece_masks) * (len(piece_images) / len(images))
+                outputs = (model(piece_images, parts=True) if getattr(loss_fn, "takes_parts", False)
+                           else model(piece_images))
+            loss = loss_fn(_as_float(outputs), piece_masks) * (len(piece_images) / len(images))
             (scaler.scale(loss) if scaler is not None else loss).backward()
         total += loss.detach()
     return total

@@ -9,6 +9,7 @@ class, (N,K,H,W) with (N,H,W) class indices for K classes.
 - "lovasz_elu": the same with elu(e) + 1 in place of max(e, 0) for each pixel
   error e, a smooth penalty that still moves pixels already past their margin.
 Combinations such as "bce+lovasz" add their parts with equal weights.
+``DeepSupervisionLoss`` adds a loss for each part of a gated network's output.
 With several classes "bce" is its multi-class form, softmax cross-entropy,
 "dice" the mean of each class's soft Dice loss and "lovasz" the
 Lovasz-softmax; "lovasz_elu" is for one class only.
@@ -119,3 +120,31 @@ class CombinedLoss(torch.nn.Module):
 
     def forward(self, logits, targets):
         return sum(part(logits, targets) for part in self.parts)
+
+
+class DeepSupervisionLoss(torch.nn.Module):
+    """For a network with an image gate (``UNet(imageGate=True)``): ``loss``
+    of the gated output, plus binary cross-entropy of the image head against
+    whether each image holds salt, plus ``loss`` of the ungated pixel head on
+    the images that hold salt only. Each head then learns its own question
+    (is there salt; where, given that there is) besides their product.
+
+    Takes the network's ``(gated, pixel, image)`` logits (``model(x,
+    parts=True)``); given plain logits, as in validation, it is ``loss`` alone.
+    """
+    takes_parts = True
+
+    def __init__(self, loss):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, outputs, targets):
+        if torch.is_tensor(outputs):
+            return self.loss(outputs, targets)
+        gated, pixel, image = outputs
+        has_salt = targets.flatten(1).amax(1) > 0.5
+        total = (self.loss(gated, targets)
+                 + F.binary_cross_entropy_with_logits(image, has_salt.to(image.dtype)))
+        if has_salt.any():
+            total = total + self.loss(pixel[has_salt], targets[has_salt])
+        return total

@@ -191,7 +191,9 @@ class UNet(nn.Module):
         self.variant = variant
         self.levels = len(encChannels) - 1
 
-    def forward(self, x):
+    def forward(self, x, parts=False):
+        """The logits of every pixel; with ``parts`` and the image gate, also
+        those it combines: (gated, pixel, image), for a loss on each."""
         height, width = x.shape[-2:]
         if self.variant == "tutorial":
             if min(tutorial_output_side(height, self.levels),
@@ -212,15 +214,16 @@ class UNet(nn.Module):
                 x = F.pad(x, (left, pad_w - left, top, pad_h - top), mode=mode)
         features = self.encoder(x)
         outputs = self.decoder.level_outputs(features[-1], features[-2::-1])
-        out = self.head(outputs if self.hypercolumn else outputs[-1])
-        if self.image_head is not None:
-            out = gate_by_image(out, self.image_head(features[-1].mean(dim=(-2, -1))))
+        pixel = self.head(outputs if self.hypercolumn else outputs[-1])
         if self.variant != "tutorial":
-            out = out[..., top:top + height, left:left + width]
-        if self.retainDim and tuple(out.shape[-2:]) != self.outSize:
-            out = F.interpolate(out, self.outSize)
-        return out
-
+            pixel = pixel[..., top:top + height, left:left + width]
+        if self.retainDim and tuple(pixel.shape[-2:]) != self.outSize:
+            pixel = F.interpolate(pixel, self.outSize)
+        if self.image_head is None:
+            return pixel
+        image = self.image_head(features[-1].mean(dim=(-2, -1)))
+        gated = gate_by_image(pixel, image)
+        return (gated, pixel, image[:, 0]) if parts else gated
 
 def unet_arguments(num_channels=1, num_classes=1, num_levels=3, base_filters=16,
                    size=(128, 128), variant="aligned", batch_norm=False, bottleneck_filters=0,

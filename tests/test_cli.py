@@ -118,8 +118,9 @@ def test_an_unknown_preset_or_loss_is_refused(capsys):
     (["--num-classes", "3", "--tune-threshold", "true"], "--tune-threshold false"),
     (["--num-classes", "0"], "NUM_CLASSES"),
     (["--num-classes", "3", "--image-gate", "true"], "--image-gate false"),
+    (["--deep-supervision", "true"], "--image-gate true"),
 ])
-def test_class_settings_that_disagree_are_refused(capsys, argv, message):
+def test_settings_that_disagree_are_refused(capsys, argv, message):
     with pytest.raises(SystemExit):
         parse_settings(argv)
     assert message in capsys.readouterr().err

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from pyimagesearch import engine
 from pyimagesearch.engine import (TrainingDiverged, evaluate, predict_logits, train_one_epoch,
                                   weight_average)
-from pyimagesearch.losses import CombinedLoss
+from pyimagesearch.losses import CombinedLoss, DeepSupervisionLoss
 from pyimagesearch.model import UNet, unet_arguments
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,6 +47,21 @@ def test_epoch_loss_is_the_mean_over_images_with_a_short_last_batch(data):
                       0.5, description=None)
     assert totals.count == 7
     assert totals.means()["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_deep_supervision_trains_on_every_part_of_a_gated_network(data):
+    torch.manual_seed(1)
+    net = UNet(**unet_arguments(1, 1, 2, 4, (32, 32), image_gate=True))
+    images, masks = data.tensors
+    loss_fn = DeepSupervisionLoss(CombinedLoss("bce"))
+    with torch.no_grad():
+        expected = loss_fn(net.train()(images, parts=True), masks).item()
+        gated_only = loss_fn(net(images), masks).item()
+    frozen = torch.optim.SGD(net.parameters(), lr=0.0)
+    loss = train_one_epoch(net, DataLoader(data, batch_size=7), loss_fn, frozen, "cpu",
+                           description=None)
+    assert loss == pytest.approx(expected, rel=1e-5)
+    assert loss > gated_only
 
 
 def test_training_lowers_the_loss(data):

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pyimagesearch.losses import (CombinedLoss, is_valid_name, lovasz_elu, lovasz_hinge,
+from pyimagesearch.losses import (CombinedLoss, DeepSupervisionLoss, is_valid_name, lovasz_elu, lovasz_hinge,
                                   lovasz_softmax, soft_dice_loss)
 
 
@@ -128,3 +128,31 @@ def test_lovasz_elu_is_for_one_class_only():
     assert is_valid_name("bce+lovasz", 3) and not is_valid_name("lovasz_elu", 3)
     with pytest.raises(ValueError, match="3 class"):
         CombinedLoss("lovasz_elu", num_classes=3)
+
+
+def test_deep_supervision_adds_an_image_loss_and_a_pixel_loss_on_salt_images():
+    # every logit 0: each BCE is ln 2. One image holds salt, one does not:
+    # gated (both) + image (both) + pixel (the salt image only) = 3 ln 2
+    loss = DeepSupervisionLoss(CombinedLoss("bce"))
+    targets = torch.zeros(2, 1, 2, 2)
+    targets[0, 0, 0, 0] = 1
+    zeros = (torch.zeros(2, 1, 2, 2), torch.zeros(2, 1, 2, 2), torch.zeros(2))
+    assert loss(zeros, targets).item() == pytest.approx(3 * math.log(2), rel=1e-6)
+    # no salt anywhere: no pixel loss
+    assert loss(zeros, torch.zeros(2, 1, 2, 2)).item() == pytest.approx(2 * math.log(2), rel=1e-6)
+    # the pixel loss sees only the salt image: a wrong pixel head on the
+    # empty image costs nothing but through the gated output
+    pixel = torch.zeros(2, 1, 2, 2)
+    pixel[1] = 5.0
+    parts = (torch.zeros(2, 1, 2, 2), pixel, torch.zeros(2))
+    assert loss(parts, targets).item() == pytest.approx(3 * math.log(2), rel=1e-6)
+    # the image head is scored against whether each image holds salt
+    sure = (torch.zeros(2, 1, 2, 2), torch.zeros(2, 1, 2, 2), torch.tensor([20.0, -20.0]))
+    assert loss(sure, targets).item() == pytest.approx(2 * math.log(2), rel=1e-6)
+
+
+def test_deep_supervision_on_plain_logits_is_its_loss_alone():
+    torch.manual_seed(0)
+    logits, targets = torch.randn(3, 1, 5, 5), (torch.rand(3, 1, 5, 5) > 0.5).float()
+    base = CombinedLoss("bce+lovasz")
+    assert DeepSupervisionLoss(base)(logits, targets).item() == base(logits, targets).item()

@@ -147,6 +147,17 @@ def test_the_image_gate_multiplies_the_two_probabilities():
                                         torch.tensor([[200.0]]))).all()
 
 
+def test_the_parts_of_a_gated_network_combine_into_its_output():
+    torch.manual_seed(0)
+    model = UNet(**unet_arguments(1, 1, 3, 4, (45, 45), image_gate=True)).eval()
+    x = torch.rand(3, 1, 45, 45)
+    with torch.no_grad():
+        gated, pixel, image = model(x, parts=True)
+        assert torch.equal(gated, model(x))
+    assert pixel.shape == (3, 1, 45, 45) and image.shape == (3,)
+    assert torch.allclose(gated, gate_by_image(pixel, image[:, None]))
+
+
 def test_the_image_gate_is_for_one_class():
     with pytest.raises(ValueError, match="one class"):
         UNet(**unet_arguments(1, 3, 3, 8, (32, 32), image_gate=True))
