@@ -24,11 +24,10 @@ from pyimagesearch.dataset import DataError
 from pyimagesearch.engine import (TrainingDiverged, choose_precision, passes_in_pieces,
                                   reuse_freed_memory)
 from pyimagesearch.files import OutputError, ensure_folder
-from pyimagesearch.losses import CombinedLoss, DeepSupervisionLoss
 from pyimagesearch.model import arguments_from_settings
 from pyimagesearch.split import read_split
-from pyimagesearch.trainer import (Progress, apply_budget, build_parts, epoch_line, resume_run,
-                                   save_epoch, train_and_validate, tune_prediction)
+from pyimagesearch.trainer import (Progress, apply_budget, build_losses, build_parts, epoch_line,
+                                   resume_run, save_epoch, train_and_validate, tune_prediction)
 
 
 def seed_everything(seed):
@@ -86,9 +85,7 @@ def train(settings, context, resume=False):
     # 2. The network, its loss, optimizer and learning-rate schedule
     arguments = arguments_from_settings(settings)
     parts = build_parts(settings, context, arguments, loaders[0])
-    lossFunc = CombinedLoss(settings.LOSS, settings.NUM_CLASSES)
-    if settings.DEEP_SUPERVISION:
-        lossFunc = DeepSupervisionLoss(lossFunc)
+    losses = build_losses(settings)
     # 3. An interrupted run continues where its checkpoint left it
     progress = (resume_run(settings, parts, arguments) if resume
                 else Progress(num_epochs=settings.NUM_EPOCHS))
@@ -109,7 +106,8 @@ def train(settings, context, resume=False):
         epoch = progress.first_epoch
         while epoch <= progress.num_epochs:
             torch.manual_seed(augmentation_seed(settings.SEED, context.rank, epoch))
-            row = train_and_validate(settings, context, parts, loaders, lossFunc, epoch, bars)
+            row = train_and_validate(settings, context, parts, loaders, losses, epoch,
+                                     progress.num_epochs, bars)
             improved = progress.record(row)
             tqdm.write(epoch_line(row, progress.num_epochs))
             epoch_ends.append(time.perf_counter())

@@ -73,6 +73,8 @@ _CHECKS = {
     "EMA_DECAY": (lambda v: 0 <= v < 1, "0 (off) or a decay below 1, e.g. 0.999"),
     "MIN_SALT_AREA": (lambda v: v >= 0, "a number of pixels >= 0"),
     "LOSS": (is_valid_name, f"{_one_of(LOSSES)}, or several joined by '+', e.g. 'bce+lovasz'"),
+    "FINAL_LOSS": (is_valid_name, f"{_one_of(LOSSES)}, or several joined by '+'"),
+    "FINAL_LOSS_SHARE": (lambda v: 0 <= v <= 1, "a share of the epochs from 0 to 1, e.g. 0.2"),
     "PRECISION": (lambda v: v in PRECISIONS, _one_of(PRECISIONS)),
     "DEVICE": (lambda v: re.fullmatch(r"cpu|mps|cuda(:\d+)?", v) is not None,
                "'cpu', 'cuda', 'cuda:N' or 'mps'"),
@@ -90,9 +92,10 @@ def _check_combinations(values, parser):
     if palette and len(palette) != classes:
         parser.error(f"CLASS_COLORS names {len(palette)} colours but NUM_CLASSES is {classes}: "
                      f"give one colour per class, background first")
-    if classes > 1 and not is_valid_name(values["LOSS"], classes):
-        parser.error(f"LOSS {values['LOSS']!r} is not for {classes} classes: use 'bce' "
-                     f"(softmax cross-entropy), 'dice', 'lovasz' or a sum of them")
+    for name in ("LOSS", "FINAL_LOSS"):
+        if classes > 1 and not is_valid_name(values[name], classes):
+            parser.error(f"{name} {values[name]!r} is not for {classes} classes: use 'bce' "
+                         f"(softmax cross-entropy), 'dice', 'lovasz' or a sum of them")
     if classes > 1 and values["IMAGE_GATE"]:
         parser.error("IMAGE_GATE gates one class (salt or not): give --image-gate false "
                      "for several classes")

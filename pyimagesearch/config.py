@@ -88,6 +88,11 @@ GRAD_CLIP = 0.0
 # "bce" (the tutorial), "dice", "lovasz", "lovasz_elu" (losses.py), or a sum
 # such as "bce+lovasz"
 LOSS = "bce"
+# the last FINAL_LOSS_SHARE of the epochs (0: none) train with FINAL_LOSS
+# instead, e.g. the Lovasz loss alone to polish each image's IoU once the
+# salt is found; validation keeps scoring LOSS
+FINAL_LOSS = "lovasz"
+FINAL_LOSS_SHARE = 0.0
 # random flips, zooms and brightness/contrast changes of the training samples
 AUGMENT = False
 NUM_EPOCHS = 40

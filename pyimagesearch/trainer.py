@@ -17,6 +17,7 @@ from pyimagesearch.checkpoint import (CheckpointError, load_model, load_training
 from pyimagesearch.engine import (autocast_dtype, collect_probabilities, evaluate,
                                   prepare_model, train_one_epoch, weight_average)
 from pyimagesearch.files import write_csv
+from pyimagesearch.losses import CombinedLoss, DeepSupervisionLoss
 from pyimagesearch.metrics import competition_score_per_image
 from pyimagesearch.model import UNet
 from pyimagesearch.optim import build_optimizer, build_scheduler
@@ -66,6 +67,30 @@ class Progress:
         return improved
 
 
+@dataclasses.dataclass
+class Losses:
+    """LOSS, and FINAL_LOSS for the last FINAL_LOSS_SHARE of the epochs."""
+    main: torch.nn.Module
+    final: torch.nn.Module
+    final_share: float
+
+    def training(self, epoch, num_epochs):
+        final_epochs = round(self.final_share * num_epochs)
+        return self.final if epoch > num_epochs - final_epochs else self.main
+
+    @property
+    def validation(self):
+        # one loss throughout, so that the validation curve means one thing
+        return self.main
+
+
+def build_losses(settings):
+    def build(name):
+        loss = CombinedLoss(name, settings.NUM_CLASSES)
+        return DeepSupervisionLoss(loss) if settings.DEEP_SUPERVISION else loss
+    return Losses(build(settings.LOSS), build(settings.FINAL_LOSS), settings.FINAL_LOSS_SHARE)
+
+
 def build_parts(settings, context, arguments, train_loader):
     device = context.device
     model = prepare_model(UNet(**arguments), device, settings.CHANNELS_LAST)
@@ -109,8 +134,9 @@ def resume_run(settings, parts, arguments):
     return progress
 
 
-def train_and_validate(settings, context, parts, loaders, loss_fn, epoch, bars):
-    """One epoch of training and validation over every process; its history row."""
+def train_and_validate(settings, context, parts, loaders, losses, epoch, num_epochs, bars):
+    """Epoch ``epoch`` of ``num_epochs``, trained and validated over every
+    process; its history row."""
     started = time.perf_counter()
     train_loader, test_loader = loaders
     device = context.device
@@ -118,7 +144,8 @@ def train_and_validate(settings, context, parts, loaders, loss_fn, epoch, bars):
     if context.distributed:
         train_loader.sampler.set_epoch(epoch)
     reduce_sum = functools.partial(distributed.all_reduce_sum, context=context)
-    train_loss = train_one_epoch(parts.unet, train_loader, loss_fn, parts.optimizer, device,
+    train_loss = train_one_epoch(parts.unet, train_loader, losses.training(epoch, num_epochs),
+                                 parts.optimizer, device,
                                  scaler=parts.scaler, scheduler=parts.scheduler,
                                  average=parts.average, micro_batch=settings.MICRO_BATCH_SIZE,
                                  max_grad_norm=settings.GRAD_CLIP, reduce_sum=reduce_sum,
@@ -126,7 +153,7 @@ def train_and_validate(settings, context, parts, loaders, loss_fn, epoch, bars):
     distributed.share_buffers(parts.evaluated, context)
     # the epochs are ranked without mirror images, which would double
     # validation's cost every epoch; the tuning after training uses them
-    totals = evaluate(parts.evaluated, test_loader, loss_fn, device, settings.THRESHOLD,
+    totals = evaluate(parts.evaluated, test_loader, losses.validation, device, settings.THRESHOLD,
                       num_classes=settings.NUM_CLASSES, **fast, **bars)
     totals.sums = reduce_sum(totals.sums)
     val = totals.means()

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pyimagesearch.losses import (CombinedLoss, DeepSupervisionLoss, is_valid_name, lovasz_elu, lovasz_hinge,
-                                  lovasz_softmax, soft_dice_loss)
+from pyimagesearch.losses import (CombinedLoss, DeepSupervisionLoss, is_valid_name, lovasz_elu,
+                                  lovasz_hinge, lovasz_softmax, soft_dice_loss)
 
 
 def image(values):
