@@ -225,6 +225,7 @@ class UNet(nn.Module):
         gated = gate_by_image(pixel, image)
         return (gated, pixel, image[:, 0]) if parts else gated
 
+
 def unet_arguments(num_channels=1, num_classes=1, num_levels=3, base_filters=16,
                    size=(128, 128), variant="aligned", batch_norm=False, bottleneck_filters=0,
                    attention=False, hypercolumn=False, image_gate=False):
