@@ -2,10 +2,8 @@
 import torch
 
 import train
+from flags import TINY
 from pyimagesearch import budget
-
-TINY = ["--input-image-width", "32", "--input-image-height", "32", "--batch-size", "16",
-        "--num-levels", "2"]
 
 
 def test_a_spent_budget_ends_the_run_with_its_schedule(tmp_path, synthetic_folder, capsys):

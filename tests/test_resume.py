@@ -10,11 +10,10 @@ import pytest
 import torch
 
 import train
+from flags import TINY
 from pyimagesearch.checkpoint import load_model
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--input-image-width", "32", "--input-image-height", "32", "--batch-size", "16",
-        "--num-levels", "2"]
 
 
 def last_weights(output):

@@ -6,10 +6,8 @@ import pytest
 import train
 from pyimagesearch.cli import parse_settings
 from pyimagesearch.losses import DeepSupervisionLoss
+from flags import TINY
 from pyimagesearch.trainer import build_losses
-
-TINY = ["--input-image-width", "32", "--input-image-height", "32", "--batch-size", "16",
-        "--num-levels", "2"]
 
 
 @pytest.mark.parametrize("share, num_epochs, first_final", [
