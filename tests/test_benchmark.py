@@ -43,3 +43,12 @@ def test_whole_runs_are_timed_against_the_tutorials_code(synthetic_folder):
         # printed figures are rounded: 38 epochs of up to 0.05 s each)
         assert abs(float(forty_epochs) - float(seconds) - 38 * float(last_epoch)) <= 3
         assert float(peak_mb) > 0
+
+
+def test_a_missing_dataset_is_named_without_a_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.benchmark", "--dataset-path", str(tmp_path / "nowhere")],
+        capture_output=True, text=True, cwd=PROJECT, timeout=120)
+    assert result.returncode == 2
+    assert "nowhere" in result.stderr and "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -47,7 +47,7 @@ from torchvision import transforms
 
 from pyimagesearch import config, distributed
 from pyimagesearch.config import PROJECT_ROOT
-from pyimagesearch.dataset import SegmentationDataset, pair_image_mask_paths
+from pyimagesearch.dataset import DataError, SegmentationDataset, pair_image_mask_paths
 from pyimagesearch.engine import (autocast_dtype, choose_precision, evaluate, prepare_model,
                                   reuse_freed_memory, train_one_epoch)
 from pyimagesearch.inference import segment_files
@@ -427,7 +427,10 @@ def main(argv=None):
     if args.whole_process and args.limit:
         parser.error("--whole-process trains on the whole dataset: leave out --limit")
     device = torch.device(args.device)
-    parts = split(args.dataset_path, args.limit)
+    try:
+        parts = split(args.dataset_path, args.limit)
+    except DataError as error:
+        parser.error(str(error))
     if args.way == "tutorial" and args.epochs:
         outcome = run_tutorial_way(parts, device, args.epochs, predict=False)
         print(json.dumps({"epoch_times": outcome["epoch_times"]}))
