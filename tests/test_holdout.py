@@ -28,3 +28,12 @@ def test_the_test_part_is_apart_and_the_same_for_a_seed(synthetic_folder, tmp_pa
 def test_an_existing_folder_is_not_written_over(synthetic_folder, tmp_path):
     with pytest.raises(SystemExit):
         main(["--dataset-path", synthetic_folder, "--out", str(tmp_path)])
+
+
+def test_a_missing_dataset_is_named_and_nothing_is_written(tmp_path, capsys):
+    out = tmp_path / "holdout"
+    with pytest.raises(SystemExit) as stop:
+        main(["--dataset-path", str(tmp_path / "nowhere"), "--out", str(out)])
+    assert stop.value.code == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert not out.exists()

@@ -15,7 +15,7 @@ import os
 
 from sklearn.model_selection import train_test_split
 
-from pyimagesearch.dataset import pair_image_mask_paths
+from pyimagesearch.dataset import DataError, pair_image_mask_paths
 from pyimagesearch.split import write_test_paths
 
 
@@ -45,7 +45,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if os.path.exists(args.out):
         parser.error(f"{args.out} exists; give a new folder")
-    test = make_holdout(args.dataset_path, args.out, args.test_size, args.seed)
+    try:
+        test = make_holdout(args.dataset_path, args.out, args.test_size, args.seed)
+    except DataError as error:
+        parser.error(str(error))
     print(f"{len(test)} test pairs listed in {os.path.join(args.out, 'test_paths.txt')}; "
           f"train on {os.path.join(args.out, 'dev')}")
 
