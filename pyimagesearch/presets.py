@@ -11,7 +11,7 @@ SALT = {
     "BATCH_NORM": True,
     # 5 levels, deep enough to see whole salt bodies; 16 channels at the first:
     # the network underfits, and twice the width of 8 in the same hour (about
-    # 120 epochs instead of 200) gained +0.007 on unseen images (3 seeds,
+    # 120 epochs instead of 200) gained +0.006 on unseen images (3 seeds,
     # docs/results.md)
     "NUM_LEVELS": 5,
     "BASE_FILTERS": 16,
