@@ -53,14 +53,14 @@ ARGUMENT_CHECKS = {
                 f"a (height, width) pair, each 1 to {MAX_SIDE}"),
     "variant": (lambda v: v in VARIANTS, f"one of {VARIANTS}"),
     **{flag: (lambda v: isinstance(v, bool), "true or false")
-       for flag in ("batchNorm", "attention", "hypercolumn", "imageGate")},
+       for flag in ("batchNorm", "attention", "hypercolumn", "imageGate", "residual")},
 }
 _SIGNATURE = inspect.signature(UNet.__init__).parameters
 UNET_PARAMETERS = tuple(_SIGNATURE)[1:]
 # arguments that model files written before they existed lack; such files
 # hold networks built without them, as UNet's defaults say
 ADDED_LATER = {name: _SIGNATURE[name].default
-               for name in ("attention", "hypercolumn", "imageGate")}
+               for name in ("attention", "hypercolumn", "imageGate", "residual")}
 
 
 def check_arguments(arguments, path):

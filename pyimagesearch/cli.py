@@ -99,6 +99,10 @@ def _check_combinations(values, parser):
     if classes > 1 and values["IMAGE_GATE"]:
         parser.error("IMAGE_GATE gates one class (salt or not): give --image-gate false "
                      "for several classes")
+    if values["RESIDUAL_BLOCKS"] and values["MODEL_VARIANT"] == "tutorial":
+        parser.error("RESIDUAL_BLOCKS adds each block's input to its output, which the "
+                     "tutorial variant's unpadded convolutions shrink: give "
+                     "--model-variant aligned with it")
     if values["DEEP_SUPERVISION"] and not values["IMAGE_GATE"]:
         parser.error("DEEP_SUPERVISION trains the image gate's two heads apart: give "
                      "--image-gate true with it")

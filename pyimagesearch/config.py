@@ -58,6 +58,8 @@ BOTTLENECK_FILTERS = 0
 MODEL_VARIANT = "aligned"
 # batch normalisation after every convolution (the tutorial has none)
 BATCH_NORM = False
+# each block's input added back to its output (aligned variant only)
+RESIDUAL_BLOCKS = False
 # channel and pixel attention (scSE) after each decoder block
 DECODER_ATTENTION = False
 # the last convolution sees every decoder level's output, not the finest only

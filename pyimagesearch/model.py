@@ -11,8 +11,9 @@ Two variants share these parts:
   112x112 at 5 levels) and the padding is cropped off the output.
 Either variant can put batch normalisation after each convolution (``batchNorm``).
 
-Three options add capacity where the TGS salt task loses its score:
-``attention`` reweights each decoder block's channels and pixels (scSE);
+Four options add capacity where the TGS salt task loses its score:
+``residual`` adds each block's input, projected by a 1x1 convolution, to its
+output, a path that carries gradients past the convolutions; ``attention`` reweights each decoder block's channels and pixels (scSE);
 ``hypercolumn`` feeds every decoder level's output, upsampled, to the last
 convolution, so coarse context shapes the outline; ``imageGate`` predicts from
 the deepest level whether the image holds any of the class at all, and a pixel's
@@ -47,6 +48,33 @@ class Block(nn.Module):
         return self.norm2(self.conv2(self.relu(self.norm1(self.conv1(x)))))
 
 
+class ResidualBlock(nn.Module):
+    """Block's two 3x3 convolutions (padded) with the input added back before
+    the last ReLU, through a 1x1 convolution where the width changes."""
+
+    def __init__(self, inChannels, outChannels, batchNorm=False):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inChannels, outChannels, 3, padding=1, bias=not batchNorm)
+        self.norm1 = nn.BatchNorm2d(outChannels) if batchNorm else nn.Identity()
+        self.conv2 = nn.Conv2d(outChannels, outChannels, 3, padding=1, bias=not batchNorm)
+        self.norm2 = nn.BatchNorm2d(outChannels) if batchNorm else nn.Identity()
+        self.relu = nn.ReLU()
+        self.shortcut = nn.Identity() if inChannels == outChannels else nn.Sequential(
+            nn.Conv2d(inChannels, outChannels, 1, bias=not batchNorm),
+            nn.BatchNorm2d(outChannels) if batchNorm else nn.Identity())
+
+    def forward(self, x):
+        body = self.norm2(self.conv2(self.relu(self.norm1(self.conv1(x)))))
+        return self.relu(body + self.shortcut(x))
+
+
+def make_block(inChannels, outChannels, padding, batchNorm, residual):
+    """A Block, or with ``residual`` a ResidualBlock (padded by definition)."""
+    if residual:
+        return ResidualBlock(inChannels, outChannels, batchNorm)
+    return Block(inChannels, outChannels, padding, batchNorm)
+
+
 class SCSE(nn.Module):
     """Concurrent channel and spatial squeeze-and-excitation: the map is
     reweighted per channel (from its global average) and per pixel (from all
@@ -70,10 +98,10 @@ class Encoder(nn.Module):
     Returns every level's output, from the finest to the coarsest.
     """
 
-    def __init__(self, channels=(3, 16, 32, 64), padding=0, batchNorm=False):
+    def __init__(self, channels=(3, 16, 32, 64), padding=0, batchNorm=False, residual=False):
         super().__init__()
         self.encBlocks = nn.ModuleList(
-            Block(channels[i], channels[i + 1], padding, batchNorm)
+            make_block(channels[i], channels[i + 1], padding, batchNorm, residual)
             for i in range(len(channels) - 1))
         self.pool = nn.MaxPool2d(2)
 
@@ -90,7 +118,8 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Upsample, join the encoder's features of the same level, then a Block."""
 
-    def __init__(self, channels=(64, 32, 16), padding=0, batchNorm=False, attention=False):
+    def __init__(self, channels=(64, 32, 16), padding=0, batchNorm=False, attention=False,
+                 residual=False):
         super().__init__()
         self.channels = channels
         self.upconvs = nn.ModuleList(
@@ -98,7 +127,7 @@ class Decoder(nn.Module):
         # each block takes the upsampled map joined to an encoder map of the same
         # width; with widths that double per level (the tutorial's) that is channels[i]
         self.dec_blocks = nn.ModuleList(
-            Block(2 * channels[i + 1], channels[i + 1], padding, batchNorm)
+            make_block(2 * channels[i + 1], channels[i + 1], padding, batchNorm, residual)
             for i in range(len(channels) - 1))
         # kept apart from the blocks, so that the weights of a network without
         # attention keep the names model files have always given them
@@ -169,7 +198,8 @@ def tutorial_output_side(side, levels):
 class UNet(nn.Module):
     def __init__(self, encChannels=(3, 16, 32, 64), decChannels=(64, 32, 16),
                  nbClasses=1, retainDim=True, outSize=(128, 128), variant="aligned",
-                 batchNorm=False, attention=False, hypercolumn=False, imageGate=False):
+                 batchNorm=False, attention=False, hypercolumn=False, imageGate=False,
+                 residual=False):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown U-Net variant {variant!r}; use one of {VARIANTS}")
@@ -179,9 +209,13 @@ class UNet(nn.Module):
         if tuple(encChannels[:0:-1]) != tuple(decChannels):
             raise ValueError(f"decChannels {tuple(decChannels)} must mirror encChannels "
                              f"{tuple(encChannels)} without the input channels")
+        if residual and variant == "tutorial":
+            raise ValueError("residual blocks add each block's input to its output, which "
+                             "the tutorial variant's unpadded convolutions make smaller; "
+                             "use the aligned variant")
         padding = 1 if variant == "aligned" else 0
-        self.encoder = Encoder(encChannels, padding, batchNorm)
-        self.decoder = Decoder(decChannels, padding, batchNorm, attention)
+        self.encoder = Encoder(encChannels, padding, batchNorm, residual)
+        self.decoder = Decoder(decChannels, padding, batchNorm, attention, residual)
         self.head = (HypercolumnHead(decChannels[1:], nbClasses) if hypercolumn
                      else nn.Conv2d(decChannels[-1], nbClasses, 1))
         self.hypercolumn = hypercolumn
@@ -228,7 +262,7 @@ class UNet(nn.Module):
 
 def unet_arguments(num_channels=1, num_classes=1, num_levels=3, base_filters=16,
                    size=(128, 128), variant="aligned", batch_norm=False, bottleneck_filters=0,
-                   attention=False, hypercolumn=False, image_gate=False):
+                   attention=False, hypercolumn=False, image_gate=False, residual=False):
     """The UNet constructor arguments for a configuration; stored with the model."""
     widths = [base_filters * 2 ** level for level in range(num_levels)]
     if bottleneck_filters:
@@ -236,7 +270,7 @@ def unet_arguments(num_channels=1, num_classes=1, num_levels=3, base_filters=16,
     return {"encChannels": [num_channels, *widths], "decChannels": widths[::-1],
             "nbClasses": num_classes, "retainDim": True, "outSize": list(size),
             "variant": variant, "batchNorm": batch_norm, "attention": attention,
-            "hypercolumn": hypercolumn, "imageGate": image_gate}
+            "hypercolumn": hypercolumn, "imageGate": image_gate, "residual": residual}
 
 
 def arguments_from_settings(settings):
@@ -245,4 +279,4 @@ def arguments_from_settings(settings):
                           (settings.INPUT_IMAGE_HEIGHT, settings.INPUT_IMAGE_WIDTH),
                           settings.MODEL_VARIANT, settings.BATCH_NORM,
                           settings.BOTTLENECK_FILTERS, settings.DECODER_ATTENTION,
-                          settings.HYPERCOLUMN, settings.IMAGE_GATE)
+                          settings.HYPERCOLUMN, settings.IMAGE_GATE, settings.RESIDUAL_BLOCKS)

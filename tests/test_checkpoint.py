@@ -34,7 +34,7 @@ def test_round_trip_rebuilds_the_same_network(tmp_path, variant, levels, channel
 def test_options_round_trip_and_older_files_load_without_them(tmp_path):
     torch.manual_seed(0)
     options = unet_arguments(1, 1, 3, 8, (48, 48), batch_norm=True, attention=True,
-                             hypercolumn=True, image_gate=True)
+                             hypercolumn=True, image_gate=True, residual=True)
     model = UNet(**options).eval()
     save_model(tmp_path / "new.pth", model, options)
     loaded, arguments, _ = load_model(tmp_path / "new.pth")
@@ -46,7 +46,7 @@ def test_options_round_trip_and_older_files_load_without_them(tmp_path):
     assert "decoder.dec_blocks.0.conv1.weight" in UNet(**unet_arguments()).state_dict()
     plain = unet_arguments(1, 1, 3, 8, (48, 48))
     older = {name: value for name, value in plain.items()
-             if name not in ("attention", "hypercolumn", "imageGate")}
+             if name not in ("attention", "hypercolumn", "imageGate", "residual")}
     save_model(tmp_path / "old.pth", UNet(**plain), older)
     _, arguments, _ = load_model(tmp_path / "old.pth")
     assert arguments == plain

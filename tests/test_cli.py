@@ -119,6 +119,7 @@ def test_an_unknown_preset_or_loss_is_refused(capsys):
     (["--num-classes", "0"], "NUM_CLASSES"),
     (["--num-classes", "3", "--image-gate", "true"], "--image-gate false"),
     (["--deep-supervision", "true"], "--image-gate true"),
+    (["--model-variant", "tutorial", "--residual-blocks", "true"], "--model-variant aligned"),
 ])
 def test_settings_that_disagree_are_refused(capsys, argv, message):
     with pytest.raises(SystemExit):

@@ -15,7 +15,7 @@ def test_without_the_packages_the_message_says_what_to_install(tmp_path, monkeyp
     assert not (tmp_path / "m.onnx").exists()
 
 
-LEVERS = {"attention": True, "hypercolumn": True, "image_gate": True}
+LEVERS = {"attention": True, "hypercolumn": True, "image_gate": True, "residual": True}
 
 
 @pytest.mark.parametrize("variant, size, options", [

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pyimagesearch.model import (Block, Decoder, Encoder, HypercolumnHead, UNet, gate_by_image,
-                                 unet_arguments)
+from pyimagesearch.model import (Block, Decoder, Encoder, HypercolumnHead, ResidualBlock, UNet,
+                                 gate_by_image, unet_arguments)
 
 
 def build(variant, levels=3, channels=1, size=(128, 128), classes=1):
@@ -117,7 +117,7 @@ def test_bottleneck_filters_widen_only_the_deepest_level(variant, bottleneck):
         assert model(torch.rand(2, 1, 128, 128)).shape == (2, 1, 128, 128)
 
 
-@pytest.mark.parametrize("option", ["attention", "hypercolumn", "image_gate"])
+@pytest.mark.parametrize("option", ["attention", "hypercolumn", "image_gate", "residual"])
 @pytest.mark.parametrize("size", [(101, 101), (64, 80)])
 def test_each_option_keeps_the_output_aligned(option, size):
     torch.manual_seed(0)
@@ -127,6 +127,30 @@ def test_each_option_keeps_the_output_aligned(option, size):
     with torch.no_grad():
         assert model(x).shape == plain(x).shape == (2, 1, *size)
     assert sum(p.numel() for p in model.parameters()) > sum(p.numel() for p in plain.parameters())
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_a_residual_block_adds_its_input_back_before_the_last_relu(batch_norm):
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 9, 9)
+    same = ResidualBlock(4, 4, batch_norm).eval()
+    with torch.no_grad():
+        body = same.norm2(same.conv2(same.relu(same.norm1(same.conv1(x)))))
+        assert torch.equal(same(x), torch.relu(body + x))
+        # silenced convolutions leave the input itself, through the ReLU
+        for conv in (same.conv1, same.conv2):
+            conv.weight.zero_()
+            if conv.bias is not None:
+                conv.bias.zero_()
+        assert torch.equal(same(x), torch.relu(x))
+    # a change of width goes through a learnt 1x1 projection
+    wider = ResidualBlock(4, 8, batch_norm).eval()
+    assert wider.shortcut[0].kernel_size == (1, 1) and wider(x).shape == (2, 8, 9, 9)
+
+
+def test_residual_blocks_are_refused_for_the_unpadded_tutorial_variant():
+    with pytest.raises(ValueError, match="aligned variant"):
+        UNet(**unet_arguments(1, 1, 3, 8, (128, 128), "tutorial", residual=True))
 
 
 def test_the_image_gate_multiplies_the_two_probabilities():
