@@ -13,7 +13,8 @@ Either variant can put batch normalisation after each convolution (``batchNorm``
 
 Four options add capacity where the TGS salt task loses its score:
 ``residual`` adds each block's input, projected by a 1x1 convolution, to its
-output, a path that carries gradients past the convolutions; ``attention`` reweights each decoder block's channels and pixels (scSE);
+output, a path that carries gradients past the convolutions; ``attention``
+reweights each decoder block's channels and pixels (scSE);
 ``hypercolumn`` feeds every decoder level's output, upsampled, to the last
 convolution, so coarse context shapes the outline; ``imageGate`` predicts from
 the deepest level whether the image holds any of the class at all, and a pixel's
