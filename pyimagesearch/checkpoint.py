@@ -41,6 +41,13 @@ def _are_counts(value, low, high, lengths):
             and all(_is_count(item, low, high) for item in value))
 
 
+_SIGNATURE = inspect.signature(UNet.__init__).parameters
+UNET_PARAMETERS = tuple(_SIGNATURE)[1:]
+# arguments that model files written before they existed lack; such files
+# hold networks built without them, as UNet's defaults say
+ADDED_LATER = {name: _SIGNATURE[name].default
+               for name in ("attention", "hypercolumn", "imageGate", "residual")}
+
 # UNet constructor argument -> (test, what the stored value must be)
 ARGUMENT_CHECKS = {
     "encChannels": (lambda v: _are_counts(v, 1, MAX_WIDTH, range(2, MAX_LEVELS + 2)),
@@ -53,14 +60,8 @@ ARGUMENT_CHECKS = {
                 f"a (height, width) pair, each 1 to {MAX_SIDE}"),
     "variant": (lambda v: v in VARIANTS, f"one of {VARIANTS}"),
     **{flag: (lambda v: isinstance(v, bool), "true or false")
-       for flag in ("batchNorm", "attention", "hypercolumn", "imageGate", "residual")},
+       for flag in ("batchNorm", *ADDED_LATER)},
 }
-_SIGNATURE = inspect.signature(UNet.__init__).parameters
-UNET_PARAMETERS = tuple(_SIGNATURE)[1:]
-# arguments that model files written before they existed lack; such files
-# hold networks built without them, as UNet's defaults say
-ADDED_LATER = {name: _SIGNATURE[name].default
-               for name in ("attention", "hypercolumn", "imageGate", "residual")}
 
 
 def check_arguments(arguments, path):
