@@ -44,7 +44,7 @@ SALT = {
     "BATCH_SIZE": 32,
     # batch norm over the whole batch, not over pieces of it
     "MICRO_BATCH_SIZE": 0,
-    # the run trains as many of 200 epochs as fit in 55 minutes (about 120
+    # the run trains as many of 200 epochs as fit in 55 minutes (about 100
     # on a fast 2-core CPU with bf16 units under torchrun)
     "NUM_EPOCHS": 200,
     "TIME_BUDGET": 55.0,
