@@ -102,7 +102,7 @@ def _check_combinations(values, parser):
     if values["RESIDUAL_BLOCKS"] and values["MODEL_VARIANT"] == "tutorial":
         parser.error("RESIDUAL_BLOCKS adds each block's input to its output, which the "
                      "tutorial variant's unpadded convolutions shrink: give "
-                     "--model-variant aligned with it")
+                     "--model-variant aligned or --residual-blocks false")
     if values["DEEP_SUPERVISION"] and not values["IMAGE_GATE"]:
         parser.error("DEEP_SUPERVISION trains the image gate's two heads apart: give "
                      "--image-gate true with it")

@@ -120,6 +120,7 @@ def test_an_unknown_preset_or_loss_is_refused(capsys):
     (["--num-classes", "3", "--image-gate", "true"], "--image-gate false"),
     (["--deep-supervision", "true"], "--image-gate true"),
     (["--model-variant", "tutorial", "--residual-blocks", "true"], "--model-variant aligned"),
+    (["--preset", "salt", "--model-variant", "tutorial"], "--residual-blocks false"),
 ])
 def test_settings_that_disagree_are_refused(capsys, argv, message):
     with pytest.raises(SystemExit):
