@@ -19,8 +19,9 @@ SALT = {
     # +0.004 (last epoch) on unseen images in the same hour, 3 seeds; fewer,
     # 1.15x longer epochs (docs/results.md)
     "RESIDUAL_BLOCKS": True,
-    # the tiles' own size: the network pads 101 to 112 by reflection,
-    # which keeps every pixel as it is and costs less than resizing to 128
+    # the tiles' own size: the network pads 101 to 112 by reflection, which
+    # keeps every pixel as it is and fits more epochs in the hour than resizing
+    # to 128, whose fewer epochs outlined the salt worse (docs/results.md)
     "INPUT_IMAGE_WIDTH": 101,
     "INPUT_IMAGE_HEIGHT": 101,
     # channel and pixel attention in the decoder, every decoder level feeding
