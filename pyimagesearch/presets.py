@@ -43,6 +43,8 @@ SALT = {
     # step from throwing the training back
     "GRAD_CLIP": 1.0,
     "LR_SCHEDULE": "cosine",
+    # 16, twice the steps for the same time, did no better over the whole
+    # budget (2 seeds, docs/results.md)
     "BATCH_SIZE": 32,
     # batch norm over the whole batch, not over pieces of it
     "MICRO_BATCH_SIZE": 0,
