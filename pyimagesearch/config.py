@@ -87,8 +87,8 @@ WEIGHT_DECAY = 0.0
 # rare huge steps that throw a training loss back up. 0 keeps the tutorial's
 # unclipped steps
 GRAD_CLIP = 0.0
-# "bce" (the tutorial), "dice", "lovasz", "lovasz_elu" (losses.py), or a sum
-# such as "bce+lovasz"
+# "bce" (the tutorial), "dice", "lovasz", "lovasz_elu", "lovasz_symmetric"
+# (losses.py), or a sum such as "bce+lovasz"
 LOSS = "bce"
 # the last FINAL_LOSS_SHARE of the epochs (0: none) train with FINAL_LOSS
 # instead, e.g. the Lovasz loss alone to polish each image's IoU once the

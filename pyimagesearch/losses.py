@@ -8,16 +8,19 @@ class, (N,K,H,W) with (N,H,W) class indices for K classes.
   one minus the IoU of each image, which is what the competition score rewards.
 - "lovasz_elu": the same with elu(e) + 1 in place of max(e, 0) for each pixel
   error e, a smooth penalty that still moves pixels already past their margin.
+- "lovasz_symmetric": the mean of the Lovasz hinge of the salt and of the
+  background (the negated logits against the inverted mask). An image without
+  salt then teaches every pixel, not only its worst one.
 Combinations such as "bce+lovasz" add their parts with equal weights.
 ``DeepSupervisionLoss`` adds a loss for each part of a gated network's output.
 With several classes "bce" is its multi-class form, softmax cross-entropy,
 "dice" the mean of each class's soft Dice loss and "lovasz" the
-Lovasz-softmax; "lovasz_elu" is for one class only.
+Lovasz-softmax; "lovasz_elu" and "lovasz_symmetric" are for one class only.
 """
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("bce", "dice", "lovasz", "lovasz_elu")
+LOSSES = ("bce", "dice", "lovasz", "lovasz_elu", "lovasz_symmetric")
 
 
 def soft_dice_loss(logits, targets, smooth=1.0):
@@ -43,13 +46,16 @@ def _lovasz_weights(truth_sorted):
     return torch.cat([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], dim=-1)
 
 
-def lovasz_hinge(logits, targets, penalty=F.relu):
+def lovasz_hinge(logits, targets, penalty=F.relu, symmetric=False):
     """Mean over images of the Lovasz extension of the IoU loss of each image.
 
     Pixel errors are hinge margins 1 - logit * sign; sorted from the worst,
     each is weighted by how much it raises 1 - IoU when added to the set of
     wrong pixels. For logits of +-1 this is exactly 2 * (1 - IoU) of the mask
     logits > 0. ``penalty`` turns each pixel's error into its loss.
+    ``symmetric`` averages in the same loss of the background: negating both
+    the logits and the mask leaves every error as it is, so only the weights,
+    those of the inverted truth, change.
     """
     logits = logits.flatten(1)
     targets = targets.flatten(1).to(logits.dtype)
@@ -57,12 +63,19 @@ def lovasz_hinge(logits, targets, penalty=F.relu):
     errors_sorted, order = errors.sort(dim=1, descending=True)
     truth_sorted = targets.gather(1, order)
     weights = _lovasz_weights(truth_sorted)
+    if symmetric:
+        weights = (weights + _lovasz_weights(1 - truth_sorted)) / 2
     return (penalty(errors_sorted) * weights).sum(1).mean()
 
 
 def lovasz_elu(logits, targets):
     """The Lovasz hinge with the penalty elu(e) + 1, which is never flat."""
     return lovasz_hinge(logits, targets, penalty=lambda errors: F.elu(errors) + 1)
+
+
+def lovasz_symmetric(logits, targets):
+    """The mean of the Lovasz hinge of the salt and that of the background."""
+    return lovasz_hinge(logits, targets, symmetric=True)
 
 
 def multiclass_dice_loss(logits, targets, smooth=1.0):
@@ -91,7 +104,8 @@ def lovasz_softmax(logits, targets):
 
 
 _PARTS = {"bce": F.binary_cross_entropy_with_logits, "dice": soft_dice_loss,
-          "lovasz": lovasz_hinge, "lovasz_elu": lovasz_elu}
+          "lovasz": lovasz_hinge, "lovasz_elu": lovasz_elu,
+          "lovasz_symmetric": lovasz_symmetric}
 # the forms of the losses for several classes
 _MULTICLASS_PARTS = {"bce": F.cross_entropy, "dice": multiclass_dice_loss,
                      "lovasz": lovasz_softmax}

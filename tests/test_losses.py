@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from pyimagesearch.losses import (CombinedLoss, DeepSupervisionLoss, is_valid_name, lovasz_elu,
-                                  lovasz_hinge, lovasz_softmax, soft_dice_loss)
+                                  lovasz_hinge, lovasz_softmax, lovasz_symmetric, soft_dice_loss)
 
 
 def image(values):
@@ -62,6 +62,33 @@ def test_lovasz_elu_still_counts_pixels_past_their_margin():
 def test_lovasz_elu_on_an_empty_truth_is_the_worst_margin():
     loss = lovasz_elu(image([-2, 0.5, -0.5, -3]), image([0, 0, 0, 0]))
     assert loss.item() == pytest.approx(2.5)
+
+
+def test_lovasz_symmetric_of_plus_minus_one_logits_by_hand():
+    # truth 1 0 0 0, prediction 1 1 0 0: salt IoU 1/2, background IoU 2/3
+    # (2 of the 3 background pixels kept): (2 * 1/2 + 2 * 1/3) / 2 = 5/6
+    loss = lovasz_symmetric(image([1, 1, -1, -1]), image([1, 0, 0, 0]))
+    assert loss.item() == pytest.approx(5 / 6)
+
+
+def test_lovasz_symmetric_is_the_mean_of_salt_and_background():
+    logits = torch.randn(3, 1, 5, 5, generator=torch.Generator().manual_seed(0))
+    targets = (torch.rand(3, 1, 5, 5, generator=torch.Generator().manual_seed(1)) > 0.6).float()
+    both = (lovasz_hinge(logits, targets) + lovasz_hinge(-logits, 1 - targets)) / 2
+    assert lovasz_symmetric(logits, targets).item() == pytest.approx(both.item())
+
+
+def test_lovasz_symmetric_on_an_empty_truth_teaches_every_wrong_pixel():
+    # errors 1 + logit: 1.5 and 0.5 above 0. The salt term charges the worst
+    # (1.5); the background term, 4 pixels of truth, 1/4 for each: 0.5
+    logits = image([-2, 0.5, -0.5, -3]).requires_grad_()
+    loss = lovasz_symmetric(logits, image([0, 0, 0, 0]))
+    loss.backward()
+    assert loss.item() == pytest.approx((1.5 + 0.5) / 2)
+    assert logits.grad.flatten()[2].item() == pytest.approx(1 / 8)
+    plain = image([-2, 0.5, -0.5, -3]).requires_grad_()
+    lovasz_hinge(plain, image([0, 0, 0, 0])).backward()
+    assert plain.grad.flatten()[2].item() == 0
 
 
 def test_soft_dice_by_hand():
@@ -124,8 +151,9 @@ def test_multiclass_losses_fall_to_zero_for_certain_right_predictions():
     assert loss(_certain(truth), truth) < loss(_certain(1 - truth.clamp(max=1)), truth)
 
 
-def test_lovasz_elu_is_for_one_class_only():
+def test_the_binary_lovasz_forms_are_for_one_class_only():
     assert is_valid_name("bce+lovasz", 3) and not is_valid_name("lovasz_elu", 3)
+    assert not is_valid_name("lovasz_symmetric", 3)
     with pytest.raises(ValueError, match="3 class"):
         CombinedLoss("lovasz_elu", num_classes=3)
 
