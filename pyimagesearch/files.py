@@ -18,19 +18,23 @@ def ensure_folder(folder):
                           f"{error.strerror}; choose another with --base-output") from None
 
 
-def _create_temporary(folder, stem, extension):
-    """A new empty file beside the target, created as ``open()`` would create
-    it (mode 0666 less the umask), unlike mkstemp's private 0600."""
-    while True:
-        temporary = os.path.join(folder, f".{stem}.{secrets.token_hex(4)}.tmp{extension}")
-        try:
-            os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return temporary
-        except FileExistsError:
-            continue
-        except OSError as error:
-            raise OutputError(f"cannot write in {folder}: {error.strerror}; "
-                              f"choose another folder with --base-output") from None
+def _temporary_name(folder, stem, extension):
+    # with the process id in it, no name that this process removes can be a
+    # file of another live process
+    return os.path.join(folder, f".{stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{extension}")
+
+
+def _create(temporary):
+    """Create ``temporary`` empty, as ``open()`` would create it (mode 0666
+    less the umask, unlike mkstemp's private 0600); False if it exists."""
+    try:
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        return True
+    except FileExistsError:
+        return False
+    except OSError as error:
+        raise OutputError(f"cannot write in {os.path.dirname(temporary)}: {error.strerror}; "
+                          f"choose another folder with --base-output") from None
 
 
 def _flush_to_disk(path):
@@ -52,15 +56,21 @@ def atomic_path(path, durable=False):
     folder = os.path.dirname(os.path.abspath(path))
     ensure_folder(folder)
     stem, extension = os.path.splitext(os.path.basename(path))
-    temporary = _create_temporary(folder, stem, extension)
+    temporary = None
     try:
+        # named before it is created: an interrupt (Ctrl-C) that lands just
+        # after the creation still finds the file to remove
+        temporary = _temporary_name(folder, stem, extension)
+        while not _create(temporary):
+            temporary = _temporary_name(folder, stem, extension)
         yield temporary
         if durable:
             _flush_to_disk(temporary)
         os.replace(temporary, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
         raise
 
 

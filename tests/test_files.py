@@ -63,3 +63,28 @@ def test_a_failed_write_leaves_neither_file_nor_temporary(tmp_path):
                 handle.write("half")
             raise RuntimeError("crash while writing")
     assert os.listdir(tmp_path) == []
+
+
+def test_an_interrupt_just_after_the_temporary_is_created_removes_it(tmp_path, monkeypatch):
+    # Ctrl-C is raised between bytecodes; the last one that can leave a file
+    # behind is the one right after the file is created
+    real_close = os.close
+
+    def close_then_interrupt(fd):
+        real_close(fd)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "close", close_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        with files.atomic_path(str(tmp_path / "plot.png")):
+            pass
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_temporary_name_taken_already_is_left_alone(tmp_path, monkeypatch):
+    names = iter([str(tmp_path / ".out.taken.tmp.csv"), str(tmp_path / ".out.free.tmp.csv")])
+    monkeypatch.setattr(files, "_temporary_name", lambda *parts: next(names))
+    (tmp_path / ".out.taken.tmp.csv").write_text("another writer's")
+    files.write_text(str(tmp_path / "out.csv"), "mine")
+    assert sorted(os.listdir(tmp_path)) == [".out.taken.tmp.csv", "out.csv"]
+    assert (tmp_path / "out.csv").read_text() == "mine"
