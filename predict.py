@@ -5,6 +5,7 @@
     python predict.py --input a.png --masks-out OUT    # the same for one image
     python predict.py --input DIR --submission FILE    # a Kaggle submission (id,rle_mask)
     python predict.py --evaluate                       # IoU, Dice, score on the test split
+    python predict.py --model-path DIR ...             # the models in DIR, averaged
 """
 import os
 import sys
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pyimagesearch.checkpoint import CheckpointError, load_model
+from pyimagesearch.checkpoint import CheckpointError, load_for_prediction
 from pyimagesearch.cli import build_parser, settings_from_args
 from pyimagesearch.dataset import DataError, MaskFormat, by_stem, list_image_files, read_mask
 from pyimagesearch.engine import autocast_dtype, prepare_model, reuse_freed_memory
@@ -250,7 +251,7 @@ def main(argv=None):
     device = torch.device(settings.DEVICE)
     reuse_freed_memory()
     try:
-        model, arguments, metadata = load_model(settings.MODEL_PATH, device)
+        model, arguments, metadata = load_for_prediction(settings.MODEL_PATH, device)
         model = prepare_model(model, device, settings.CHANNELS_LAST)
         # the model decides the classes; its training run, their colours
         settings.NUM_CLASSES = arguments["nbClasses"]

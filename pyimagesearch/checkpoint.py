@@ -14,7 +14,7 @@ import zipfile
 import torch
 
 from pyimagesearch.files import atomic_path
-from pyimagesearch.model import VARIANTS, UNet
+from pyimagesearch.model import VARIANTS, Ensemble, UNet
 
 FORMAT = "pyimagesearch-unet"
 TRAINING_FORMAT = "pyimagesearch-training-state"
@@ -156,6 +156,40 @@ def load_model(path, device="cpu"):
                               f"settings describe: {str(error).splitlines()[0]}") from None
     model = model.float().to(device).eval()
     return model, payload["arguments"], payload.get("metadata", {})
+
+
+def _interface(arguments):
+    """What an ensemble's members must share: the input they take and the
+    output they give."""
+    return {"input channels": arguments["encChannels"][0], "classes": arguments["nbClasses"],
+            "input size": list(arguments["outSize"])}
+
+
+def load_for_prediction(path, device="cpu"):
+    """``load_model`` for one model file; for a folder, every ``.pth`` file in
+    it as one ``Ensemble`` that averages their probabilities, with the
+    arguments and metadata (prediction rules) of the first by name."""
+    if not os.path.isdir(path):
+        return load_model(path, device)
+    files = sorted(os.path.join(path, name) for name in os.listdir(path)
+                   if name.endswith(".pth"))
+    if not files:
+        raise CheckpointError(f"no model files (.pth) in the folder {path}")
+    try:
+        loaded = [load_model(file, device) for file in files]
+    except CheckpointError as error:
+        raise CheckpointError(f"{error}; a folder given as the model path is an ensemble of "
+                              f"every .pth file in it and must hold model files only") from None
+    expected = _interface(loaded[0][1])
+    for file, (_, arguments, _) in zip(files[1:], loaded[1:]):
+        for what, value in _interface(arguments).items():
+            if value != expected[what]:
+                raise CheckpointError(
+                    f"the models in {path} differ in their {what}: {files[0]} has "
+                    f"{expected[what]}, {file} has {value}; the members of an ensemble "
+                    f"take the same input and give the same output")
+    _, arguments, metadata = loaded[0]
+    return Ensemble([model for model, _, _ in loaded]).eval(), arguments, metadata
 
 
 # what --resume reads from a training checkpoint

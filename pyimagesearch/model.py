@@ -186,6 +186,28 @@ def gate_by_image(pixel_logits, image_logits):
     return log_p - torch.log(-torch.expm1(log_p))
 
 
+class Ensemble(nn.Module):
+    """Several trained networks as one: the logits of their mean probability.
+
+    The mean is taken in log space (log of a sum of exponentials), so members
+    that are sure of a pixel (logits of +-30, where a float32 sigmoid is
+    exactly 0 or 1) still give a finite logit.
+    """
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x):
+        logits = torch.stack([member(x).float() for member in self.members])
+        log_count = torch.log(torch.tensor(float(len(self.members)), device=logits.device))
+        if logits.shape[2] == 1:
+            salt = torch.logsumexp(F.logsigmoid(logits), 0) - log_count
+            not_salt = torch.logsumexp(F.logsigmoid(-logits), 0) - log_count
+            return salt - not_salt
+        return torch.logsumexp(F.log_softmax(logits, dim=2), 0) - log_count
+
+
 def tutorial_output_side(side, levels):
     """Side of the tutorial variant's map before stretching, or 0 if the input is too small."""
     for _ in range(levels - 1):

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from pyimagesearch.checkpoint import (ARGUMENT_CHECKS, UNET_PARAMETERS, CheckpointError,
-                                      load_model, restore_rng, save_model)
+                                      load_for_prediction, load_model, restore_rng,
+                                      save_model, save_training_state)
 from pyimagesearch.model import UNet, unet_arguments
 
 
@@ -164,3 +165,44 @@ def test_resuming_with_fewer_gpus_restores_those_there_are(monkeypatch):
              "cuda_rng": [torch.zeros(16, dtype=torch.uint8)] * 2}
     restore_rng(state, generator)
     assert len(restored) == 1
+
+
+def _save_small(path, size=(32, 32), seed=0, levels=2):
+    torch.manual_seed(seed)
+    arguments = unet_arguments(1, 1, levels, 4, size)
+    save_model(path, UNet(**arguments), arguments, prediction={"threshold": 0.3 + seed / 10})
+    return arguments
+
+
+def test_a_folder_of_model_files_predicts_their_mean_probability(tmp_path):
+    # members may differ inside (depth here), as long as they take and give the same
+    _save_small(tmp_path / "b.pth", seed=1, levels=3)
+    arguments = _save_small(tmp_path / "a.pth", seed=2)
+    (tmp_path / "notes.txt").write_text("not a model")
+    ensemble, loaded_arguments, metadata = load_for_prediction(str(tmp_path))
+    # the first file by name gives the arguments and the prediction rules
+    assert loaded_arguments == arguments and metadata["prediction"]["threshold"] == 0.5
+    members = [load_model(tmp_path / name)[0] for name in ("a.pth", "b.pth")]
+    x = torch.rand(3, 1, 32, 32)
+    with torch.no_grad():
+        mean = (torch.sigmoid(members[0](x)) + torch.sigmoid(members[1](x))) / 2
+        assert torch.allclose(torch.sigmoid(ensemble(x)), mean, atol=1e-6)
+
+
+def test_an_ensemble_of_models_for_other_inputs_is_refused(tmp_path):
+    _save_small(tmp_path / "a.pth")
+    _save_small(tmp_path / "b.pth", size=(64, 64))
+    with pytest.raises(CheckpointError, match="input size"):
+        load_for_prediction(str(tmp_path))
+
+
+def test_a_folder_without_model_files_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no model files"):
+        load_for_prediction(str(tmp_path))
+    arguments = _save_small(tmp_path / "a.pth")
+    model = UNet(**arguments)
+    save_training_state(tmp_path / "checkpoint.pth", model=model, arguments=arguments,
+                        optimizer=torch.optim.SGD(model.parameters(), 0.1), epoch=1,
+                        history=[], best_score=0.0, loader_generator=torch.Generator())
+    with pytest.raises(CheckpointError, match="checkpoint.pth .*not a model file.*model files only"):
+        load_for_prediction(str(tmp_path))

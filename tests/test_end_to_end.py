@@ -85,6 +85,25 @@ def test_scores_out_holds_each_test_image_and_their_mean(trained, tmp_path, caps
     assert sum(shares) == pytest.approx(1 - printed, abs=3e-4)
 
 
+def test_predict_averages_the_models_of_a_folder(trained, tmp_path, capsys):
+    _, output = trained
+    best, last = (os.path.join(output, name)
+                  for name in ("unet_tgs_salt.pth", "unet_tgs_salt_last.pth"))
+    for folder, members in (("twice", (best, best)), ("both", (best, last))):
+        (tmp_path / folder).mkdir()
+        for index, member in enumerate(members):
+            os.symlink(member, tmp_path / folder / f"{index}.pth")
+
+    def metrics(model_path):
+        predict.main(["--base-output", output, "--model-path", model_path, "--evaluate",
+                      "--worst", "0", *SMALL])
+        return capsys.readouterr().out.split("mean IoU")[1].splitlines()[0]
+
+    # a model averaged with itself is that model, through the whole prediction path
+    assert metrics(str(tmp_path / "twice")) == metrics(best)
+    assert float(metrics(str(tmp_path / "both")).split()[0]) > 0.8
+
+
 def test_evaluate_pictures_the_worst_images_and_the_score_by_coverage(trained, tmp_path):
     _, output = trained
     predict.main(["--base-output", output, "--evaluate", "--worst", "3",

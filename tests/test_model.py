@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pyimagesearch.model import (Block, Decoder, Encoder, HypercolumnHead, ResidualBlock, UNet,
-                                 gate_by_image, unet_arguments)
+from pyimagesearch.model import (Block, Decoder, Encoder, Ensemble, HypercolumnHead,
+                                 ResidualBlock, UNet, gate_by_image, unet_arguments)
 
 
 def build(variant, levels=3, channels=1, size=(128, 128), classes=1):
@@ -198,3 +198,37 @@ def test_the_hypercolumn_head_is_a_1x1_convolution_over_the_joined_levels():
         conv.weight.copy_(torch.cat([c.weight for c in (*head.coarser, head.finest)], dim=1))
         conv.bias.copy_(head.finest.bias)
         assert torch.allclose(head(levels), conv(joined), atol=1e-5)
+
+
+class _Fixed(torch.nn.Module):
+    """A stand-in network whose logits are fixed."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = torch.tensor(logits)
+
+    def forward(self, x):
+        return self.logits.expand(len(x), -1, 2, 2)
+
+
+def test_an_ensemble_predicts_its_members_mean_probability():
+    # salt probabilities 0.5 and 0.75: the mean 0.625 is odds 5:3
+    ensemble = Ensemble([_Fixed([[[0.0]]]), _Fixed([[[math.log(3)]]])])
+    logits = ensemble(torch.zeros(2, 1, 2, 2))
+    assert logits.shape == (2, 1, 2, 2)
+    assert torch.allclose(logits, torch.full_like(logits, math.log(5 / 3)))
+
+
+def test_an_ensemble_of_sure_members_keeps_finite_logits():
+    # float32 sigmoids of +-40 are exactly 1 and 0; their mean is 1/2
+    split = Ensemble([_Fixed([[[40.0]]]), _Fixed([[[-40.0]]])])(torch.zeros(1, 1, 2, 2))
+    agreed = Ensemble([_Fixed([[[100.0]]]), _Fixed([[[100.0]]])])(torch.zeros(1, 1, 2, 2))
+    assert torch.allclose(split, torch.zeros(1, 1, 2, 2), atol=1e-6)
+    assert torch.allclose(agreed, torch.full((1, 1, 2, 2), 100.0))
+
+
+def test_an_ensemble_of_several_classes_averages_their_probabilities():
+    first, second = [[[1.0]], [[0.0]], [[-2.0]]], [[[0.0]], [[3.0]], [[0.5]]]
+    logits = Ensemble([_Fixed(first), _Fixed(second)])(torch.zeros(1, 3, 2, 2))
+    expected = (torch.tensor(first).softmax(0) + torch.tensor(second).softmax(0)) / 2
+    assert torch.allclose(logits.softmax(1)[0], expected.expand(3, 2, 2))
