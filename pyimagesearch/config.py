@@ -154,7 +154,8 @@ SYNC_BATCHNORM = True
 
 # --- output ---------------------------------------------------------------
 BASE_OUTPUT = os.path.join(PROJECT_ROOT, "output")
-# the model of the epoch with the best validation competition score
+# the model of the epoch with the best validation competition score; for
+# predict.py also a folder, whose model files' probabilities are averaged
 MODEL_PATH = os.path.join(BASE_OUTPUT, "unet_tgs_salt.pth")
 # the model after the last epoch
 LAST_MODEL_PATH = os.path.join(BASE_OUTPUT, "unet_tgs_salt_last.pth")

@@ -20,6 +20,8 @@ convolution, so coarse context shapes the outline; ``imageGate`` predicts from
 the deepest level whether the image holds any of the class at all, and a pixel's
 probability becomes that of the image times its own.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -190,8 +192,8 @@ class Ensemble(nn.Module):
     """Several trained networks as one: the logits of their mean probability.
 
     The mean is taken in log space (log of a sum of exponentials), so members
-    that are sure of a pixel (logits of +-30, where a float32 sigmoid is
-    exactly 0 or 1) still give a finite logit.
+    that are sure of a pixel (a logit of 20, whose float32 sigmoid is exactly
+    1) still give a finite logit.
     """
 
     def __init__(self, members):
@@ -200,7 +202,7 @@ class Ensemble(nn.Module):
 
     def forward(self, x):
         logits = torch.stack([member(x).float() for member in self.members])
-        log_count = torch.log(torch.tensor(float(len(self.members)), device=logits.device))
+        log_count = math.log(len(self.members))
         if logits.shape[2] == 1:
             salt = torch.logsumexp(F.logsigmoid(logits), 0) - log_count
             not_salt = torch.logsumexp(F.logsigmoid(-logits), 0) - log_count
