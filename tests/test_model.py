@@ -220,7 +220,7 @@ def test_an_ensemble_predicts_its_members_mean_probability():
 
 
 def test_an_ensemble_of_sure_members_keeps_finite_logits():
-    # float32 sigmoids of +-40 are exactly 1 and 0; their mean is 1/2
+    # the float32 sigmoid of 40 is exactly 1; the mean with that of -40 is 1/2
     split = Ensemble([_Fixed([[[40.0]]]), _Fixed([[[-40.0]]])])(torch.zeros(1, 1, 2, 2))
     agreed = Ensemble([_Fixed([[[100.0]]]), _Fixed([[[100.0]]])])(torch.zeros(1, 1, 2, 2))
     assert torch.allclose(split, torch.zeros(1, 1, 2, 2), atol=1e-6)
