@@ -181,11 +181,22 @@ class HypercolumnHead(nn.Module):
 
 def gate_by_image(pixel_logits, image_logits):
     """Logits of sigmoid(pixel) * sigmoid(image): a pixel is salt when the
-    image holds salt and the pixel is salt given that it does."""
-    log_p = F.logsigmoid(pixel_logits.float()) + F.logsigmoid(image_logits.float())[..., None, None]
-    # p = 1 exactly would give an infinite logit
-    log_p = log_p.clamp(max=-1e-6)
-    return log_p - torch.log(-torch.expm1(log_p))
+    image holds salt and the pixel is salt given that it does.
+
+    With a = pixel and b = image, p / (1 - p) = 1 / (e^-a + e^-b + e^-(a+b)),
+    so the logit is one log-sum-exp: finite for any finite logits, and exported
+    to ONNX as one stable operator (log(sigmoid) and expm1 are not).
+    """
+    pixel = pixel_logits.float()
+    image = image_logits.float()[..., None, None].expand_as(pixel)
+    return -torch.logsumexp(torch.stack([-pixel, -image, -(pixel + image)]), 0)
+
+
+def log_sigmoid(logits):
+    """log(sigmoid(x)) written so that ONNX export keeps it finite: the
+    exporter turns F.logsigmoid into log(sigmoid(x)), which is -inf below
+    about -88, but softplus into a stable operator."""
+    return -F.softplus(-logits)
 
 
 class Ensemble(nn.Module):
@@ -204,8 +215,8 @@ class Ensemble(nn.Module):
         logits = torch.stack([member(x).float() for member in self.members])
         log_count = math.log(len(self.members))
         if logits.shape[2] == 1:
-            salt = torch.logsumexp(F.logsigmoid(logits), 0) - log_count
-            not_salt = torch.logsumexp(F.logsigmoid(-logits), 0) - log_count
+            salt = torch.logsumexp(log_sigmoid(logits), 0) - log_count
+            not_salt = torch.logsumexp(log_sigmoid(-logits), 0) - log_count
             return salt - not_salt
         return torch.logsumexp(F.log_softmax(logits, dim=2), 0) - log_count
 
