@@ -194,8 +194,8 @@ def gate_by_image(pixel_logits, image_logits):
 
 def log_sigmoid(logits):
     """log(sigmoid(x)) written so that ONNX export keeps it finite: the
-    exporter turns F.logsigmoid into log(sigmoid(x)), which is -inf below
-    about -88, but softplus into a stable operator."""
+    exporter turns F.logsigmoid into log(sigmoid(x)), which onnxruntime makes
+    -inf already at x = -50, but softplus into a stable operator."""
     return -F.softplus(-logits)
 
 

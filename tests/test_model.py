@@ -166,9 +166,9 @@ def test_the_image_gate_multiplies_the_two_probabilities():
     # an image the gate is sure holds nothing has no pixel above its own chance
     closed = torch.sigmoid(gate_by_image(torch.full((1, 1, 4, 4), 30.0), torch.tensor([[-6.0]])))
     assert closed.max().item() <= torch.sigmoid(torch.tensor(-6.0)).item() + 1e-6
-    # sure pixels stay finite and exact: both at 200 give 1 / (2e^-200 + e^-400),
-    # logit 200 - log 2; a pixel at -200 in an even image 1 / (e^200 + 1 + e^200),
-    # logit -200 - log 2
+    # sure pixels stay finite and exact: both at 200 give the odds
+    # 1 / (2e^-200 + e^-400), logit 200 - log 2; a pixel at -200 in an even image
+    # 1 / (e^200 + 1 + e^200), logit -200 - log 2
     sure = gate_by_image(torch.tensor([[[[200.0, -200.0]]]]), torch.tensor([[200.0]]))
     assert sure.flatten().tolist() == pytest.approx([200 - math.log(2), -200.0], abs=1e-4)
     even = gate_by_image(torch.tensor([[[[-200.0]]]]), torch.tensor([[0.0]]))
