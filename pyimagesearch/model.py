@@ -213,12 +213,12 @@ class Ensemble(nn.Module):
 
     def forward(self, x):
         logits = torch.stack([member(x).float() for member in self.members])
-        log_count = math.log(len(self.members))
         if logits.shape[2] == 1:
-            salt = torch.logsumexp(log_sigmoid(logits), 0) - log_count
-            not_salt = torch.logsumexp(log_sigmoid(-logits), 0) - log_count
-            return salt - not_salt
-        return torch.logsumexp(F.log_softmax(logits, dim=2), 0) - log_count
+            # log of the summed salt and not-salt probabilities: the count they
+            # would each be divided by cancels in the logit
+            return (torch.logsumexp(log_sigmoid(logits), 0)
+                    - torch.logsumexp(log_sigmoid(-logits), 0))
+        return torch.logsumexp(F.log_softmax(logits, dim=2), 0) - math.log(len(self.members))
 
 
 def tutorial_output_side(side, levels):
