@@ -52,6 +52,10 @@ BASE_FILTERS = 16
 # are the smallest (7x7 for a 101x101 tile at 5 levels), so width there adds
 # weights at little cost in time
 BOTTLENECK_FILTERS = 0
+# each decoder level's width as a share of the encoder's at that level: the
+# decoder joins two maps per level and does most of the arithmetic, so a
+# narrower one frees time for more epochs or a wider encoder
+DECODER_WIDTH = 1.0
 # "aligned": padded convolutions, output pixel i predicts input pixel i.
 # "tutorial": the tutorial's unpadded network, whose output covers only the
 # centre of the input and is stretched back to full size.

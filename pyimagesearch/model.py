@@ -119,18 +119,23 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Upsample, join the encoder's features of the same level, then a Block."""
+    """Upsample, join the encoder's features of the same level, then a Block.
+
+    ``channels`` starts with the width of the map it upsamples first (the
+    deepest encoder level's) and gives each decoder level's width after it.
+    ``skipChannels`` gives the widths of the encoder maps joined at those
+    levels; by default the same as the decoder's (the tutorial's mirror).
+    """
 
     def __init__(self, channels=(64, 32, 16), padding=0, batchNorm=False, attention=False,
-                 residual=False):
+                 residual=False, skipChannels=None):
         super().__init__()
         self.channels = channels
+        skips = channels[1:] if skipChannels is None else skipChannels
         self.upconvs = nn.ModuleList(
             nn.ConvTranspose2d(channels[i], channels[i + 1], 2, 2) for i in range(len(channels) - 1))
-        # each block takes the upsampled map joined to an encoder map of the same
-        # width; with widths that double per level (the tutorial's) that is channels[i]
         self.dec_blocks = nn.ModuleList(
-            make_block(2 * channels[i + 1], channels[i + 1], padding, batchNorm, residual)
+            make_block(channels[i + 1] + skips[i], channels[i + 1], padding, batchNorm, residual)
             for i in range(len(channels) - 1))
         # kept apart from the blocks, so that the weights of a network without
         # attention keep the names model files have always given them
@@ -242,16 +247,18 @@ class UNet(nn.Module):
         if imageGate and nbClasses != 1:
             raise ValueError("imageGate is for one class (salt or not); several classes "
                              "share each pixel's probability among themselves")
-        if tuple(encChannels[:0:-1]) != tuple(decChannels):
-            raise ValueError(f"decChannels {tuple(decChannels)} must mirror encChannels "
-                             f"{tuple(encChannels)} without the input channels")
+        if len(decChannels) != len(encChannels) - 1 or decChannels[0] != encChannels[-1]:
+            raise ValueError(f"decChannels {tuple(decChannels)} must start with the deepest "
+                             f"width of encChannels {tuple(encChannels)} and have one width "
+                             f"per level after it")
         if residual and variant == "tutorial":
             raise ValueError("residual blocks add each block's input to its output, which "
                              "the tutorial variant's unpadded convolutions make smaller; "
                              "use the aligned variant")
         padding = 1 if variant == "aligned" else 0
         self.encoder = Encoder(encChannels, padding, batchNorm, residual)
-        self.decoder = Decoder(decChannels, padding, batchNorm, attention, residual)
+        self.decoder = Decoder(decChannels, padding, batchNorm, attention, residual,
+                               skipChannels=encChannels[-2:0:-1])
         self.head = (HypercolumnHead(decChannels[1:], nbClasses) if hypercolumn
                      else nn.Conv2d(decChannels[-1], nbClasses, 1))
         self.hypercolumn = hypercolumn
@@ -298,12 +305,18 @@ class UNet(nn.Module):
 
 def unet_arguments(num_channels=1, num_classes=1, num_levels=3, base_filters=16,
                    size=(128, 128), variant="aligned", batch_norm=False, bottleneck_filters=0,
-                   attention=False, hypercolumn=False, image_gate=False, residual=False):
-    """The UNet constructor arguments for a configuration; stored with the model."""
+                   attention=False, hypercolumn=False, image_gate=False, residual=False,
+                   decoder_width=1.0):
+    """The UNet constructor arguments for a configuration; stored with the model.
+
+    ``decoder_width`` scales each decoder level's width from the encoder's at
+    that level (at least 1 channel); the deepest level is the decoder's input.
+    """
     widths = [base_filters * 2 ** level for level in range(num_levels)]
     if bottleneck_filters:
         widths[-1] = bottleneck_filters
-    return {"encChannels": [num_channels, *widths], "decChannels": widths[::-1],
+    decoder = [widths[-1]] + [max(1, round(width * decoder_width)) for width in widths[-2::-1]]
+    return {"encChannels": [num_channels, *widths], "decChannels": decoder,
             "nbClasses": num_classes, "retainDim": True, "outSize": list(size),
             "variant": variant, "batchNorm": batch_norm, "attention": attention,
             "hypercolumn": hypercolumn, "imageGate": image_gate, "residual": residual}
@@ -315,4 +328,5 @@ def arguments_from_settings(settings):
                           (settings.INPUT_IMAGE_HEIGHT, settings.INPUT_IMAGE_WIDTH),
                           settings.MODEL_VARIANT, settings.BATCH_NORM,
                           settings.BOTTLENECK_FILTERS, settings.DECODER_ATTENTION,
-                          settings.HYPERCOLUMN, settings.IMAGE_GATE, settings.RESIDUAL_BLOCKS)
+                          settings.HYPERCOLUMN, settings.IMAGE_GATE, settings.RESIDUAL_BLOCKS,
+                          settings.DECODER_WIDTH)

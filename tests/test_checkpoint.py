@@ -53,6 +53,21 @@ def test_options_round_trip_and_older_files_load_without_them(tmp_path):
     assert arguments == plain
 
 
+def test_a_narrower_decoder_round_trips(tmp_path):
+    # predict.py rebuilds the network from the file alone: the decoder's own
+    # widths must come back, whatever DECODER_WIDTH config.py says now
+    torch.manual_seed(0)
+    arguments = unet_arguments(1, 1, 4, 8, (40, 40), batch_norm=True, hypercolumn=True,
+                               residual=True, decoder_width=0.5)
+    model = UNet(**arguments).eval()
+    save_model(tmp_path / "narrow.pth", model, arguments)
+    loaded, loaded_arguments, _ = load_model(tmp_path / "narrow.pth")
+    assert loaded_arguments["decChannels"] == [64, 16, 8, 4]
+    x = torch.rand(2, 1, 40, 40)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+
+
 def test_a_pickled_whole_model_is_refused_not_run(tmp_path):
     path = tmp_path / "tutorial_style.pth"
     torch.save(UNet(), path)  # what the tutorial does

@@ -72,9 +72,40 @@ def test_parts_keep_the_tutorial_interfaces():
     assert out.shape[1] == 16
 
 
+def test_the_default_decoder_mirrors_the_encoder_as_older_model_files_do():
+    arguments = unet_arguments(1, 1, 4, 8, (64, 64), bottleneck_filters=96)
+    assert arguments["encChannels"] == [1, 8, 16, 32, 96]
+    assert arguments["decChannels"] == [96, 32, 16, 8]
+
+
+@pytest.mark.parametrize("variant", ["aligned", "tutorial"])
+def test_a_narrower_decoder_joins_the_full_width_encoder_maps(variant):
+    arguments = unet_arguments(1, 1, 3, 8, (128, 128), variant, batch_norm=True,
+                               decoder_width=0.5, attention=True, hypercolumn=True,
+                               image_gate=True, residual=variant == "aligned")
+    # the deepest level (32) is the decoder's input; its levels are half the
+    # encoder's (16 and 8) and each joins the encoder's map of its level
+    assert arguments["decChannels"] == [32, 8, 4]
+    model = UNet(**arguments).eval()
+    blocks = model.decoder.dec_blocks
+    assert [block.conv1.in_channels for block in blocks] == [8 + 16, 4 + 8]
+    assert [block.conv2.out_channels for block in blocks] == [8, 4]
+    full = UNet(**unet_arguments(1, 1, 3, 8, (128, 128), variant, batch_norm=True))
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in full.parameters())
+    with torch.no_grad():
+        gated, pixel, image = model(torch.rand(2, 1, 128, 128), parts=True)
+    assert gated.shape == pixel.shape == (2, 1, 128, 128) and image.shape == (2,)
+
+
+def test_a_decoder_width_rounds_but_keeps_a_channel():
+    assert unet_arguments(1, 1, 3, 3, (32, 32), decoder_width=0.1)["decChannels"] == [12, 1, 1]
+
+
 def test_mismatched_channel_lists_are_refused():
-    with pytest.raises(ValueError, match="mirror"):
+    with pytest.raises(ValueError, match="deepest width"):
         UNet(encChannels=(1, 16, 32), decChannels=(64, 32))
+    with pytest.raises(ValueError, match="one width per level"):
+        UNet(encChannels=(1, 16, 32), decChannels=(32, 16, 8))
 
 
 @pytest.mark.parametrize("levels", [3, 5])
