@@ -72,6 +72,8 @@ _CHECKS = {
     "WEIGHT_DECAY": (lambda v: v >= 0, "a decay rate >= 0, e.g. 0.0001"),
     "GRAD_CLIP": (lambda v: v >= 0, "0 (off) or a gradient norm > 0, e.g. 1.0"),
     "EMA_DECAY": (lambda v: 0 <= v < 1, "0 (off) or a decay below 1, e.g. 0.999"),
+    "SWA_SHARE": (lambda v: 0 <= v < 1, "0 (off) or a share of the epochs below 1, e.g. 0.25"),
+    "SWA_LR": (lambda v: v > 0, "a positive learning rate, e.g. 0.0005"),
     "MIN_SALT_AREA": (lambda v: v >= 0, "a number of pixels >= 0"),
     "LOSS": (is_valid_name, f"{_one_of(LOSSES)}, or several joined by '+', e.g. 'bce+lovasz'"),
     "FINAL_LOSS": (is_valid_name, f"{_one_of(LOSSES)}, or several joined by '+'"),
@@ -107,6 +109,9 @@ def _check_combinations(values, parser):
     if values["DEEP_SUPERVISION"] and not values["IMAGE_GATE"]:
         parser.error("DEEP_SUPERVISION trains the image gate's two heads apart: give "
                      "--image-gate true with it")
+    if values["SWA_SHARE"] and values["EMA_DECAY"]:
+        parser.error("EMA_DECAY and SWA_SHARE are two ways of averaging the weights: give "
+                     "--ema-decay 0 or --swa-share 0")
     if classes > 1 and values["TUNE_THRESHOLD"]:
         parser.error("TUNE_THRESHOLD chooses a salt threshold, which several classes do not "
                      "have: give --tune-threshold false")

@@ -111,6 +111,13 @@ TIME_BUDGET = 0.0
 # of the training weights, updated after every batch with this decay (0.999
 # weighs roughly the last 1,000 batches); 0 saves the weights as trained
 EMA_DECAY = 0.0
+# above 0, the last SWA_SHARE of the epochs train at the constant rate SWA_LR,
+# to which the cosine falls before them, and the weights (and batch-norm
+# statistics) after each of those epochs are averaged equally (stochastic
+# weight averaging): from the first of them on, the average is what is
+# validated and saved. Instead of EMA_DECAY
+SWA_SHARE = 0.0
+SWA_LR = 0.0005
 # the global batch: under torchrun it is split evenly over the processes
 BATCH_SIZE = 64
 SEED = 42

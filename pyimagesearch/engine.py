@@ -106,12 +106,22 @@ def weight_average(model, decay):
     """
     if not decay:
         return None
+    return _running_average(model, lambda n: 1 - ((1 + n) / (10 + n)).clamp(max=decay))
 
+
+def equal_average(model):
+    """The mean of ``model``'s weights and batch-norm statistics over the
+    times its ``update_parameters`` is called (stochastic weight averaging)."""
+    return _running_average(model, lambda n: 1 / (n + 1))
+
+
+def _running_average(model, weight_of_update):
+    """An AveragedModel that moves each average towards the current value by
+    ``weight_of_update(n)`` after n earlier updates (the first one copies)."""
     @torch.no_grad()
     def update(averaged, current, num_averaged):
         # kept on the device: reading the count back would stall a GPU every step
-        n = num_averaged.to(torch.float32)
-        weight = 1 - ((1 + n) / (10 + n)).clamp(max=decay)
+        weight = weight_of_update(num_averaged.to(torch.float32))
         for average, value in zip(averaged, current):
             if average.is_floating_point():
                 average.lerp_(value, weight.to(average.dtype))

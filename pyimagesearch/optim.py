@@ -17,6 +17,11 @@ def build_optimizer(settings, parameters):
     return torch.optim.Adam(parameters, lr=settings.INIT_LR)
 
 
+def averaged_epochs(swa_share, num_epochs):
+    """How many of the last epochs stochastic weight averaging (SWA_SHARE) takes."""
+    return round(swa_share * num_epochs)
+
+
 def build_scheduler(settings, optimizer, steps_per_epoch, num_epochs=None, steps_done=0):
     """A per-batch schedule, or None for a constant learning rate.
 
@@ -24,21 +29,30 @@ def build_scheduler(settings, optimizer, steps_per_epoch, num_epochs=None, steps
     (NUM_EPOCHS unless given): long at high rates while the network finds its
     way, then small steps that settle it into a minimum. WARMUP_EPOCHS first
     ramps the rate up linearly from INIT_LR / steps to INIT_LR; the cosine then
-    spans the remaining steps. A schedule built with ``steps_done`` continues
-    from that step, as when a time budget fixes the epochs during the run.
+    spans the remaining steps. With SWA_SHARE the last epochs, whose weights
+    are averaged, keep the rate SWA_LR, which the cosine falls to instead of 0:
+    steps large enough to visit different points of one wide minimum.
+    A schedule built with ``steps_done`` continues from that step, as when a
+    time budget fixes the epochs during the run.
     """
+    epochs = num_epochs or settings.NUM_EPOCHS
     warmup = round(settings.WARMUP_EPOCHS * steps_per_epoch)
-    if settings.LR_SCHEDULE == "constant" and not warmup:
+    averaged = averaged_epochs(settings.SWA_SHARE, epochs) * steps_per_epoch
+    if settings.LR_SCHEDULE == "constant" and not warmup and not averaged:
         return None
-    total = max((num_epochs or settings.NUM_EPOCHS) * steps_per_epoch, 1)
+    total = max(epochs * steps_per_epoch, 1)
+    decay_end = total - averaged
+    floor = settings.SWA_LR / settings.INIT_LR if averaged else 0.0
     cosine = settings.LR_SCHEDULE == "cosine"
 
     def factor(step):
         if step < warmup:
             return (step + 1) / warmup
+        if averaged and step >= decay_end:
+            return floor
         if not cosine:
             return 1.0
-        progress = min(step - warmup, total - warmup) / max(total - warmup, 1)
-        return 0.5 * (1 + math.cos(math.pi * progress))
+        progress = min(step - warmup, decay_end - warmup) / max(decay_end - warmup, 1)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor, last_epoch=steps_done - 1)

@@ -14,13 +14,13 @@ from pyimagesearch import distributed
 from pyimagesearch.budget import fit_budget
 from pyimagesearch.checkpoint import (CheckpointError, load_model, load_training_state,
                                       restore_rng, save_model, save_training_state)
-from pyimagesearch.engine import (autocast_dtype, collect_probabilities, evaluate,
-                                  prepare_model, train_one_epoch, weight_average)
+from pyimagesearch.engine import (autocast_dtype, collect_probabilities, equal_average,
+                                  evaluate, prepare_model, train_one_epoch, weight_average)
 from pyimagesearch.files import write_csv
 from pyimagesearch.losses import CombinedLoss, DeepSupervisionLoss
 from pyimagesearch.metrics import competition_score_per_image
 from pyimagesearch.model import UNet
-from pyimagesearch.optim import build_optimizer, build_scheduler
+from pyimagesearch.optim import averaged_epochs, build_optimizer, build_scheduler
 from pyimagesearch.plots import plot_history
 from pyimagesearch.postprocess import (PredictionRules, cross_fitted_score, is_blank, to_masks,
                                        tune)
@@ -31,7 +31,9 @@ class Parts:
     """What a run trains, and what a checkpoint saves and --resume restores."""
     model: torch.nn.Module  # the bare network
     unet: torch.nn.Module  # what trains: the network, wrapped for torchrun
-    average: Optional[torch.nn.Module]  # the weight average (EMA_DECAY), or None
+    # the weight average (EMA_DECAY, after every step; SWA_SHARE, after each of
+    # the last epochs), or None
+    average: Optional[torch.nn.Module]
     optimizer: torch.optim.Optimizer
     scheduler: Optional[torch.optim.lr_scheduler.LRScheduler]
     scaler: Optional[torch.amp.GradScaler]
@@ -42,8 +44,10 @@ class Parts:
 
     @property
     def evaluated(self):
-        """The weights validated and saved: the average where there is one."""
-        return self.average.module if self.average is not None else self.model
+        """The weights validated and saved: the average once it has any."""
+        if self.average is not None and self.average.n_averaged > 0:
+            return self.average.module
+        return self.model
 
 
 @dataclasses.dataclass
@@ -99,7 +103,9 @@ def build_parts(settings, context, arguments, train_loader):
     unet = distributed.wrap_model(model, context, settings.SYNC_BATCHNORM)
     optimizer = build_optimizer(settings, unet.parameters())
     dtype = autocast_dtype(device, settings.PRECISION)
-    return Parts(model=model, unet=unet, average=weight_average(model, settings.EMA_DECAY),
+    average = (equal_average(model) if settings.SWA_SHARE
+               else weight_average(model, settings.EMA_DECAY))
+    return Parts(model=model, unet=unet, average=average,
                  optimizer=optimizer,
                  scheduler=build_scheduler(settings, optimizer, len(train_loader)),
                  scaler=torch.amp.GradScaler(device.type) if dtype == torch.float16 else None,
@@ -126,8 +132,9 @@ def resume_run(settings, parts, arguments):
         parts.scheduler.load_state_dict(state["scheduler"])
     if parts.average is not None:
         if state.get("average") is None:
-            raise CheckpointError(f"{settings.CHECKPOINT_PATH} was trained without "
-                                  f"EMA_DECAY; resume with --ema-decay 0 or start afresh")
+            raise CheckpointError(f"{settings.CHECKPOINT_PATH} was trained without a "
+                                  f"weight average; resume with --ema-decay 0 --swa-share 0 "
+                                  f"or start afresh")
         parts.average.load_state_dict(state["average"])
     restore_rng(state, parts.shuffle_generator)
     print(f"[INFO] resuming after epoch {state['epoch']} from {settings.CHECKPOINT_PATH}")
@@ -144,12 +151,17 @@ def train_and_validate(settings, context, parts, loaders, losses, epoch, num_epo
     if context.distributed:
         train_loader.sampler.set_epoch(epoch)
     reduce_sum = functools.partial(distributed.all_reduce_sum, context=context)
+    per_step_average = None if settings.SWA_SHARE else parts.average
     train_loss = train_one_epoch(parts.unet, train_loader, losses.training(epoch, num_epochs),
                                  parts.optimizer, device,
                                  scaler=parts.scaler, scheduler=parts.scheduler,
-                                 average=parts.average, micro_batch=settings.MICRO_BATCH_SIZE,
+                                 average=per_step_average,
+                                 micro_batch=settings.MICRO_BATCH_SIZE,
                                  max_grad_norm=settings.GRAD_CLIP, reduce_sum=reduce_sum,
                                  **fast, **bars)
+    if settings.SWA_SHARE and epoch > num_epochs - averaged_epochs(settings.SWA_SHARE,
+                                                                   num_epochs):
+        parts.average.update_parameters(parts.model)
     distributed.share_buffers(parts.evaluated, context)
     # the epochs are ranked without mirror images, which would double
     # validation's cost every epoch; the tuning after training uses them

@@ -7,8 +7,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from pyimagesearch import engine
-from pyimagesearch.engine import (TrainingDiverged, evaluate, predict_logits, train_one_epoch,
-                                  weight_average)
+from pyimagesearch.engine import (TrainingDiverged, equal_average, evaluate, predict_logits,
+                                  train_one_epoch, weight_average)
 from pyimagesearch.losses import CombinedLoss, DeepSupervisionLoss
 from pyimagesearch.model import UNet, unet_arguments
 
@@ -192,6 +192,24 @@ def test_the_weight_average_follows_every_step_with_its_decay(data, decay, decay
             expected = step_decay * expected + (1 - step_decay) * weights
         assert torch.allclose(averaged[name], expected, atol=1e-6)
         assert not torch.allclose(averaged[name], third[name], atol=1e-4)
+
+
+def test_the_equal_average_is_the_mean_of_the_weights_it_was_given(data):
+    torch.manual_seed(1)
+    net = UNet(**unet_arguments(1, 1, 2, 4, (32, 32), "aligned", True))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    average = equal_average(net)
+    seen = []
+    for _ in range(3):
+        train_one_epoch(net, DataLoader(data, batch_size=3), torch.nn.BCEWithLogitsLoss(),
+                        optimizer, "cpu", description=None)
+        average.update_parameters(net)
+        seen.append({name: value.detach().clone() for name, value in net.state_dict().items()})
+    averaged = average.module.state_dict()
+    for name in ("encoder.encBlocks.0.conv1.weight", "encoder.encBlocks.0.norm1.running_var"):
+        expected = (seen[0][name] + seen[1][name] + seen[2][name]) / 3
+        assert torch.allclose(averaged[name], expected, atol=1e-6)
+        assert not torch.allclose(averaged[name], seen[2][name], atol=1e-4)
 
 
 def test_no_decay_means_no_average():

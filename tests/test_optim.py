@@ -8,9 +8,15 @@ from pyimagesearch.budget import epochs_within_budget
 from pyimagesearch.optim import build_scheduler
 
 
-def rates(schedule, warmup_epochs, steps_per_epoch=2, epochs=3, lr=0.1):
-    settings = types.SimpleNamespace(LR_SCHEDULE=schedule, WARMUP_EPOCHS=warmup_epochs,
-                                     NUM_EPOCHS=epochs)
+def schedule_settings(schedule="cosine", warmup_epochs=0, epochs=3, swa_share=0.0,
+                      swa_lr=0.0, lr=0.1):
+    return types.SimpleNamespace(LR_SCHEDULE=schedule, WARMUP_EPOCHS=warmup_epochs,
+                                 NUM_EPOCHS=epochs, SWA_SHARE=swa_share, SWA_LR=swa_lr,
+                                 INIT_LR=lr)
+
+
+def rates(schedule, warmup_epochs, steps_per_epoch=2, epochs=3, lr=0.1, **swa):
+    settings = schedule_settings(schedule, warmup_epochs, epochs, lr=lr, **swa)
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
     scheduler = build_scheduler(settings, optimizer, steps_per_epoch)
     if scheduler is None:
@@ -39,6 +45,19 @@ def test_warmup_ramps_up_then_the_cosine_spans_the_remaining_steps():
         [0.05, 0.1, 0.1, 0.1 * 0.853553, 0.05, 0.1 * 0.146447], rel=1e-5)
 
 
+def test_the_averaged_epochs_keep_the_rate_the_cosine_falls_to():
+    # 4 epochs of 2 steps, the last quarter (1 epoch) averaged at 0.02: a
+    # cosine from 0.1 to 0.02 over the first 6 steps, then 0.02
+    cosine = [0.02 + 0.08 * 0.5 * (1 + math.cos(math.pi * step / 6)) for step in range(6)]
+    assert rates("cosine", 0, epochs=4, swa_share=0.25, swa_lr=0.02) == pytest.approx(
+        cosine + [0.02, 0.02])
+
+
+def test_the_averaged_epochs_follow_a_constant_rate_too():
+    assert rates("constant", 0, epochs=4, swa_share=0.5, swa_lr=0.02) == pytest.approx(
+        [0.1] * 4 + [0.02] * 4)
+
+
 def test_warmup_before_a_constant_rate():
     assert rates("constant", 1) == pytest.approx([0.05, 0.1, 0.1, 0.1, 0.1, 0.1])
 
@@ -46,7 +65,7 @@ def test_warmup_before_a_constant_rate():
 def test_a_rebuilt_schedule_continues_over_its_new_span():
     # 2 of 6 steps at a cosine over 6, then rebuilt over 4 epochs of 2 steps:
     # the rates go on from step 2 of a cosine over 8 steps
-    settings = types.SimpleNamespace(LR_SCHEDULE="cosine", WARMUP_EPOCHS=0, NUM_EPOCHS=3)
+    settings = schedule_settings()
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     scheduler = build_scheduler(settings, optimizer, 2)
     for _ in range(2):

@@ -21,11 +21,13 @@ def last_weights(output):
     return model.state_dict()
 
 
-@pytest.mark.parametrize("ema_decay, augment", [("0", "false"), ("0.9", "true")])
-def test_resumed_run_equals_uninterrupted_run(tmp_path, synthetic_folder, capsys, ema_decay,
-                                              augment, run_stopped_during_epoch):
-    common = ["--dataset-path", synthetic_folder, "--num-epochs", "3", *TINY,
-              "--ema-decay", ema_decay, "--augment", augment]
+# plain; a weight average after every step with augmentation; an average of
+# the last two epochs, begun before the interruption
+@pytest.mark.parametrize("changed", [[], ["--ema-decay", "0.9", "--augment", "true"],
+                                     ["--swa-share", "0.67"]])
+def test_resumed_run_equals_uninterrupted_run(tmp_path, synthetic_folder, capsys, changed,
+                                              run_stopped_during_epoch):
+    common = ["--dataset-path", synthetic_folder, "--num-epochs", "3", *TINY, *changed]
     train.main([*common, "--base-output", str(tmp_path / "straight")])
 
     output = str(tmp_path / "interrupted")
@@ -53,6 +55,20 @@ def test_with_ema_decay_the_average_is_what_is_saved(tmp_path, synthetic_folder)
     name = "encoder.encBlocks.0.conv1.weight"
     assert torch.equal(saved[name], averaged[name])
     assert not torch.allclose(saved[name], state["model"][name], atol=1e-5)
+
+
+def test_with_swa_share_the_last_epochs_weights_are_averaged(tmp_path, synthetic_folder):
+    # 0.67 of 2 epochs averages the second; of 3 epochs, the second and third
+    common = ["--dataset-path", synthetic_folder, "--base-output", str(tmp_path), *TINY,
+              "--batch-norm", "true", "--swa-share", "0.67"]
+    train.main([*common, "--num-epochs", "2"])
+    second = torch.load(tmp_path / "checkpoint.pth", weights_only=True)["model"]
+    train.main([*common, "--num-epochs", "3", "--resume"])
+    third = torch.load(tmp_path / "checkpoint.pth", weights_only=True)["model"]
+    saved = last_weights(str(tmp_path))
+    for name in ("encoder.encBlocks.0.conv1.weight", "encoder.encBlocks.0.norm1.running_mean"):
+        assert torch.allclose(saved[name], (second[name] + third[name]) / 2, atol=1e-6)
+        assert not torch.allclose(saved[name], third[name], atol=1e-5)
 
 
 @pytest.mark.parametrize("changed, message", [
