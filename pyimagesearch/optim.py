@@ -17,9 +17,15 @@ def build_optimizer(settings, parameters):
     return torch.optim.Adam(parameters, lr=settings.INIT_LR)
 
 
-def averaged_epochs(swa_share, num_epochs):
-    """How many of the last epochs stochastic weight averaging (SWA_SHARE) takes."""
-    return round(swa_share * num_epochs)
+def last_epochs(share, num_epochs):
+    """How many epochs the last ``share`` of ``num_epochs`` is (SWA_SHARE,
+    FINAL_LOSS_SHARE)."""
+    return round(share * num_epochs)
+
+
+def in_last_epochs(epoch, num_epochs, share):
+    """Whether ``epoch`` (from 1) is one of the last ``share`` of ``num_epochs``."""
+    return epoch > num_epochs - last_epochs(share, num_epochs)
 
 
 def build_scheduler(settings, optimizer, steps_per_epoch, num_epochs=None, steps_done=0):
@@ -37,7 +43,7 @@ def build_scheduler(settings, optimizer, steps_per_epoch, num_epochs=None, steps
     """
     epochs = num_epochs or settings.NUM_EPOCHS
     warmup = round(settings.WARMUP_EPOCHS * steps_per_epoch)
-    averaged = averaged_epochs(settings.SWA_SHARE, epochs) * steps_per_epoch
+    averaged = last_epochs(settings.SWA_SHARE, epochs) * steps_per_epoch
     if settings.LR_SCHEDULE == "constant" and not warmup and not averaged:
         return None
     total = max(epochs * steps_per_epoch, 1)

@@ -20,7 +20,7 @@ from pyimagesearch.files import write_csv
 from pyimagesearch.losses import CombinedLoss, DeepSupervisionLoss
 from pyimagesearch.metrics import competition_score_per_image
 from pyimagesearch.model import UNet
-from pyimagesearch.optim import averaged_epochs, build_optimizer, build_scheduler
+from pyimagesearch.optim import build_optimizer, build_scheduler, in_last_epochs
 from pyimagesearch.plots import plot_history
 from pyimagesearch.postprocess import (PredictionRules, cross_fitted_score, is_blank, to_masks,
                                        tune)
@@ -79,8 +79,7 @@ class Losses:
     final_share: float
 
     def training(self, epoch, num_epochs):
-        final_epochs = round(self.final_share * num_epochs)
-        return self.final if epoch > num_epochs - final_epochs else self.main
+        return self.final if in_last_epochs(epoch, num_epochs, self.final_share) else self.main
 
     @property
     def validation(self):
@@ -159,8 +158,7 @@ def train_and_validate(settings, context, parts, loaders, losses, epoch, num_epo
                                  micro_batch=settings.MICRO_BATCH_SIZE,
                                  max_grad_norm=settings.GRAD_CLIP, reduce_sum=reduce_sum,
                                  **fast, **bars)
-    if settings.SWA_SHARE and epoch > num_epochs - averaged_epochs(settings.SWA_SHARE,
-                                                                   num_epochs):
+    if settings.SWA_SHARE and in_last_epochs(epoch, num_epochs, settings.SWA_SHARE):
         parts.average.update_parameters(parts.model)
     distributed.share_buffers(parts.evaluated, context)
     # the epochs are ranked without mirror images, which would double
