@@ -199,7 +199,7 @@ _TRAINING_KEYS = ("epoch", "history", "best_score", "model", "optimizer", "scale
 
 def save_training_state(path, *, model, optimizer, arguments, epoch, history, best_score,
                         loader_generator, scaler=None, scheduler=None, average=None,
-                        planned_epochs=None):
+                        average_kind=None, planned_epochs=None):
     """Everything needed to continue training after ``epoch`` as if never stopped."""
     model = getattr(model, "module", model)
     state = {"format": TRAINING_FORMAT, "version": VERSION, "arguments": arguments,
@@ -208,6 +208,7 @@ def save_training_state(path, *, model, optimizer, arguments, epoch, history, be
              "scaler": scaler.state_dict() if scaler is not None else None,
              "scheduler": scheduler.state_dict() if scheduler is not None else None,
              "average": average.state_dict() if average is not None else None,
+             "average_kind": average_kind,
              "planned_epochs": planned_epochs, "torch_rng": torch.get_rng_state(),
              "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
              "loader_rng": loader_generator.get_state()}

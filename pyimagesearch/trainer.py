@@ -130,14 +130,39 @@ def resume_run(settings, parts, arguments):
     if parts.scheduler is not None and state.get("scheduler") is not None:
         parts.scheduler.load_state_dict(state["scheduler"])
     if parts.average is not None:
-        if state.get("average") is None:
-            raise CheckpointError(f"{settings.CHECKPOINT_PATH} was trained without a "
-                                  f"weight average; resume with --ema-decay 0 --swa-share 0 "
-                                  f"or start afresh")
+        check_average_kind(settings, state)
         parts.average.load_state_dict(state["average"])
     restore_rng(state, parts.shuffle_generator)
     print(f"[INFO] resuming after epoch {state['epoch']} from {settings.CHECKPOINT_PATH}")
     return progress
+
+
+# how a checkpoint's weights were averaged, as --resume names it
+AVERAGE_KINDS = {"ema": "an exponential moving average (--ema-decay)",
+                 "swa": "an equal average of the last epochs (--swa-share)"}
+
+
+def average_kind(settings):
+    """Which of AVERAGE_KINDS the settings ask for, or None."""
+    if settings.SWA_SHARE:
+        return "swa"
+    return "ema" if settings.EMA_DECAY else None
+
+
+def check_average_kind(settings, state):
+    """Refuse to go on averaging with another kind of average than the
+    checkpoint's: both have the network's shape, so one would load into the
+    other without a word."""
+    wanted = average_kind(settings)
+    if state.get("average") is None:
+        raise CheckpointError(f"{settings.CHECKPOINT_PATH} was trained without a weight "
+                              f"average; resume with --ema-decay 0 --swa-share 0 or start "
+                              f"afresh")
+    saved = state.get("average_kind")
+    if saved is not None and saved != wanted:
+        raise CheckpointError(f"{settings.CHECKPOINT_PATH} holds {AVERAGE_KINDS[saved]}, "
+                              f"this run asks for {AVERAGE_KINDS[wanted]}; resume with the "
+                              f"checkpoint's averaging or start afresh")
 
 
 def train_and_validate(settings, context, parts, loaders, losses, epoch, num_epochs, bars):
@@ -222,6 +247,7 @@ def save_epoch(settings, parts, progress, arguments, row, improved):
                         arguments=arguments, epoch=row["epoch"], history=progress.history,
                         best_score=progress.best_score, loader_generator=parts.shuffle_generator,
                         scaler=parts.scaler, scheduler=parts.scheduler, average=parts.average,
+                        average_kind=average_kind(settings),
                         planned_epochs=progress.planned_epochs)
 
 

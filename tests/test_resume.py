@@ -71,14 +71,17 @@ def test_with_swa_share_the_last_epochs_weights_are_averaged(tmp_path, synthetic
         assert not torch.allclose(saved[name], third[name], atol=1e-5)
 
 
-@pytest.mark.parametrize("changed, message", [
-    (["--base-filters", "8"], "another network"),
-    (["--ema-decay", "0.9"], "--ema-decay 0"),
+@pytest.mark.parametrize("trained, changed, message", [
+    ([], ["--base-filters", "8"], "another network"),
+    ([], ["--ema-decay", "0.9"], "--ema-decay 0"),
+    # an exponential moving average would load into the equal one unnoticed
+    (["--ema-decay", "0.9"], ["--ema-decay", "0", "--swa-share", "0.5"],
+     "holds an exponential moving average"),
 ])
-def test_resume_refuses_a_checkpoint_it_cannot_continue(tmp_path, synthetic_folder, changed,
-                                                        message):
+def test_resume_refuses_a_checkpoint_it_cannot_continue(tmp_path, synthetic_folder, trained,
+                                                        changed, message):
     common = ["--dataset-path", synthetic_folder, "--base-output", str(tmp_path), *TINY]
-    train.main([*common, "--num-epochs", "1"])
+    train.main([*common, "--num-epochs", "1", *trained])
     with pytest.raises(SystemExit) as exit_info:
         train.main([*common, "--num-epochs", "2", *changed, "--resume"])
     assert message in str(exit_info.value.code)
