@@ -160,7 +160,7 @@ def check_average_kind(settings, state):
                               f"afresh")
     saved = state.get("average_kind")
     if saved is not None and saved != wanted:
-        raise CheckpointError(f"{settings.CHECKPOINT_PATH} holds {AVERAGE_KINDS[saved]}, "
+        raise CheckpointError(f"{settings.CHECKPOINT_PATH} holds {AVERAGE_KINDS.get(saved, saved)}, "
                               f"this run asks for {AVERAGE_KINDS[wanted]}; resume with the "
                               f"checkpoint's averaging or start afresh")
 
