@@ -160,9 +160,10 @@ def check_average_kind(settings, state):
                               f"afresh")
     saved = state.get("average_kind")
     if saved is not None and saved != wanted:
-        raise CheckpointError(f"{settings.CHECKPOINT_PATH} holds {AVERAGE_KINDS.get(saved, saved)}, "
-                              f"this run asks for {AVERAGE_KINDS[wanted]}; resume with the "
-                              f"checkpoint's averaging or start afresh")
+        held = AVERAGE_KINDS.get(saved, saved)
+        raise CheckpointError(f"{settings.CHECKPOINT_PATH} holds {held}, this run asks for "
+                              f"{AVERAGE_KINDS[wanted]}; resume with the checkpoint's "
+                              f"averaging or start afresh")
 
 
 def train_and_validate(settings, context, parts, loaders, losses, epoch, num_epochs, bars):
