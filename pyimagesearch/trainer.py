@@ -94,6 +94,18 @@ def build_losses(settings):
     return Losses(build(settings.LOSS), build(settings.FINAL_LOSS), settings.FINAL_LOSS_SHARE)
 
 
+# the ways a run can average its weights, as --resume names them
+AVERAGE_KINDS = {"ema": "an exponential moving average (--ema-decay)",
+                 "swa": "an equal average of the last epochs (--swa-share)"}
+
+
+def average_kind(settings):
+    """Which of AVERAGE_KINDS the settings ask for, or None."""
+    if settings.SWA_SHARE:
+        return "swa"
+    return "ema" if settings.EMA_DECAY else None
+
+
 def build_parts(settings, context, arguments, train_loader):
     device = context.device
     model = prepare_model(UNet(**arguments), device, settings.CHANNELS_LAST)
@@ -102,7 +114,7 @@ def build_parts(settings, context, arguments, train_loader):
     unet = distributed.wrap_model(model, context, settings.SYNC_BATCHNORM)
     optimizer = build_optimizer(settings, unet.parameters())
     dtype = autocast_dtype(device, settings.PRECISION)
-    average = (equal_average(model) if settings.SWA_SHARE
+    average = (equal_average(model) if average_kind(settings) == "swa"
                else weight_average(model, settings.EMA_DECAY))
     return Parts(model=model, unet=unet, average=average,
                  optimizer=optimizer,
@@ -135,18 +147,6 @@ def resume_run(settings, parts, arguments):
     restore_rng(state, parts.shuffle_generator)
     print(f"[INFO] resuming after epoch {state['epoch']} from {settings.CHECKPOINT_PATH}")
     return progress
-
-
-# how a checkpoint's weights were averaged, as --resume names it
-AVERAGE_KINDS = {"ema": "an exponential moving average (--ema-decay)",
-                 "swa": "an equal average of the last epochs (--swa-share)"}
-
-
-def average_kind(settings):
-    """Which of AVERAGE_KINDS the settings ask for, or None."""
-    if settings.SWA_SHARE:
-        return "swa"
-    return "ema" if settings.EMA_DECAY else None
 
 
 def check_average_kind(settings, state):
