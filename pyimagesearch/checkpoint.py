@@ -46,7 +46,7 @@ UNET_PARAMETERS = tuple(_SIGNATURE)[1:]
 # arguments that model files written before they existed lack; such files
 # hold networks built without them, as UNet's defaults say
 ADDED_LATER = {name: _SIGNATURE[name].default
-               for name in ("attention", "hypercolumn", "imageGate", "residual")}
+               for name in ("attention", "hypercolumn", "imageGate", "residual", "dropout")}
 
 # UNet constructor argument -> (test, what the stored value must be)
 ARGUMENT_CHECKS = {
@@ -60,7 +60,9 @@ ARGUMENT_CHECKS = {
                 f"a (height, width) pair, each 1 to {MAX_SIDE}"),
     "variant": (lambda v: v in VARIANTS, f"one of {VARIANTS}"),
     **{flag: (lambda v: isinstance(v, bool), "true or false")
-       for flag in ("batchNorm", *ADDED_LATER)},
+       for flag in ("batchNorm", "attention", "hypercolumn", "imageGate", "residual")},
+    "dropout": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
+                "a chance from 0 to below 1"),
 }
 
 

@@ -56,6 +56,7 @@ _CHECKS = {
     "BASE_FILTERS": (_is_positive, "a whole number >= 1"),
     "BOTTLENECK_FILTERS": (lambda v: v >= 0, "0 (double the level above) or a whole number"),
     "DECODER_WIDTH": (lambda v: 0 < v <= 4, "a share of the encoder's width above 0, e.g. 0.5"),
+    "DROPOUT": (lambda v: 0 <= v < 1, "0 (off) or a chance below 1, e.g. 0.1"),
     "NUM_CLASSES": (lambda v: 1 <= v <= MAX_CLASSES,
                     f"1 (salt / not salt) or the number of classes, background included, "
                     f"up to {MAX_CLASSES}"),

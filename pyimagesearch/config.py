@@ -56,6 +56,9 @@ BOTTLENECK_FILTERS = 0
 # decoder joins two maps per level and does most of the arithmetic, so a
 # narrower one frees time for more epochs or a wider encoder
 DECODER_WIDTH = 1.0
+# in training, the chance that each decoder channel the last convolution sees
+# is zeroed (spatial dropout; 0 is off, the tutorial's network has none)
+DROPOUT = 0.0
 # "aligned": padded convolutions, output pixel i predicts input pixel i.
 # "tutorial": the tutorial's unpadded network, whose output covers only the
 # centre of the input and is stretched back to full size.

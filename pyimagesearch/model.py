@@ -240,7 +240,7 @@ class UNet(nn.Module):
     def __init__(self, encChannels=(3, 16, 32, 64), decChannels=(64, 32, 16),
                  nbClasses=1, retainDim=True, outSize=(128, 128), variant="aligned",
                  batchNorm=False, attention=False, hypercolumn=False, imageGate=False,
-                 residual=False):
+                 residual=False, dropout=0.0):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown U-Net variant {variant!r}; use one of {VARIANTS}")
@@ -262,6 +262,7 @@ class UNet(nn.Module):
         self.head = (HypercolumnHead(decChannels[1:], nbClasses) if hypercolumn
                      else nn.Conv2d(decChannels[-1], nbClasses, 1))
         self.hypercolumn = hypercolumn
+        self.dropout = dropout
         self.image_head = nn.Linear(encChannels[-1], 1) if imageGate else None
         self.retainDim = retainDim
         self.outSize = tuple(outSize)
@@ -291,6 +292,10 @@ class UNet(nn.Module):
                 x = F.pad(x, (left, pad_w - left, top, pad_h - top), mode=mode)
         features = self.encoder(x)
         outputs = self.decoder.level_outputs(features[-1], features[-2::-1])
+        # whole channels, not pixels: a pixel dropped alone is guessed from
+        # its neighbours. Only before the last convolution, which no batch
+        # norm follows, so the maps' statistics stay those it was trained on.
+        outputs = [F.dropout2d(level, self.dropout, self.training) for level in outputs]
         pixel = self.head(outputs if self.hypercolumn else outputs[-1])
         if self.variant != "tutorial":
             pixel = pixel[..., top:top + height, left:left + width]
@@ -306,7 +311,7 @@ class UNet(nn.Module):
 def unet_arguments(num_channels=1, num_classes=1, num_levels=3, base_filters=16,
                    size=(128, 128), variant="aligned", batch_norm=False, bottleneck_filters=0,
                    attention=False, hypercolumn=False, image_gate=False, residual=False,
-                   decoder_width=1.0):
+                   decoder_width=1.0, dropout=0.0):
     """The UNet constructor arguments for a configuration; stored with the model.
 
     ``decoder_width`` scales each decoder level's width from the encoder's at
@@ -319,7 +324,8 @@ def unet_arguments(num_channels=1, num_classes=1, num_levels=3, base_filters=16,
     return {"encChannels": [num_channels, *widths], "decChannels": decoder,
             "nbClasses": num_classes, "retainDim": True, "outSize": list(size),
             "variant": variant, "batchNorm": batch_norm, "attention": attention,
-            "hypercolumn": hypercolumn, "imageGate": image_gate, "residual": residual}
+            "hypercolumn": hypercolumn, "imageGate": image_gate, "residual": residual,
+            "dropout": dropout}
 
 
 def arguments_from_settings(settings):
@@ -329,4 +335,4 @@ def arguments_from_settings(settings):
                           settings.MODEL_VARIANT, settings.BATCH_NORM,
                           settings.BOTTLENECK_FILTERS, settings.DECODER_ATTENTION,
                           settings.HYPERCOLUMN, settings.IMAGE_GATE, settings.RESIDUAL_BLOCKS,
-                          settings.DECODER_WIDTH)
+                          settings.DECODER_WIDTH, settings.DROPOUT)

@@ -35,7 +35,7 @@ def test_round_trip_rebuilds_the_same_network(tmp_path, variant, levels, channel
 def test_options_round_trip_and_older_files_load_without_them(tmp_path):
     torch.manual_seed(0)
     options = unet_arguments(1, 1, 3, 8, (48, 48), batch_norm=True, attention=True,
-                             hypercolumn=True, image_gate=True, residual=True)
+                             hypercolumn=True, image_gate=True, residual=True, dropout=0.3)
     model = UNet(**options).eval()
     save_model(tmp_path / "new.pth", model, options)
     loaded, arguments, _ = load_model(tmp_path / "new.pth")
@@ -47,7 +47,7 @@ def test_options_round_trip_and_older_files_load_without_them(tmp_path):
     assert "decoder.dec_blocks.0.conv1.weight" in UNet(**unet_arguments()).state_dict()
     plain = unet_arguments(1, 1, 3, 8, (48, 48))
     older = {name: value for name, value in plain.items()
-             if name not in ("attention", "hypercolumn", "imageGate", "residual")}
+             if name not in ("attention", "hypercolumn", "imageGate", "residual", "dropout")}
     save_model(tmp_path / "old.pth", UNet(**plain), older)
     _, arguments, _ = load_model(tmp_path / "old.pth")
     assert arguments == plain
@@ -126,6 +126,7 @@ def _saved(tmp_path, change):
     (lambda p: p["arguments"].update(colour="red"), "unknown arguments: colour"),
     (lambda p: p["arguments"].update(encChannels=["1", "4", "8"]), "encChannels"),
     (lambda p: p["arguments"].update(batchNorm="yes"), "batchNorm"),
+    (lambda p: p["arguments"].update(dropout=1.0), "dropout"),
     (lambda p: p.update(arguments=[1, 2]), "no network description"),
     (lambda p: p.update(version="1"), "file version '1'"),
     (lambda p: p.update(version=7), "newer version"),

@@ -50,6 +50,7 @@ def test_overrides_do_not_leak_into_the_config_module():
     (["--num-channels", "2"], "NUM_CHANNELS"),
     (["--model-variant", "big"], "MODEL_VARIANT"),
     (["--ema-decay", "1"], "EMA_DECAY"),
+    (["--dropout", "1"], "DROPOUT"),
     (["--swa-share", "1"], "SWA_SHARE"),
     (["--swa-share", "0.25", "--ema-decay", "0.999"], "two ways of averaging"),
     (["--batch-size", "many"], "invalid int"),

@@ -97,6 +97,30 @@ def test_a_narrower_decoder_joins_the_full_width_encoder_maps(variant):
     assert gated.shape == pixel.shape == (2, 1, 128, 128) and image.shape == (2,)
 
 
+def test_dropout_zeroes_whole_channels_before_the_head_in_training_only():
+    torch.manual_seed(0)
+    arguments = unet_arguments(1, 1, 3, 8, (32, 32), batch_norm=True, residual=True)
+    plain = UNet(**arguments)
+    dropped = UNet(**{**arguments, "dropout": 0.5})
+    dropped.load_state_dict(plain.state_dict())
+    seen = {}
+    for name, model in (("plain", plain), ("dropped", dropped)):
+        model.head.register_forward_pre_hook(
+            lambda module, inputs, name=name: seen.__setitem__(name, inputs[0]))
+    x = torch.rand(4, 1, 32, 32)
+    plain(x)
+    dropped(x)
+    # each (image, channel) map is either zeroed whole or scaled by 1 / (1 - p)
+    kept = seen["dropped"].abs().amax(dim=(-2, -1)) > 0
+    assert 0 < kept.float().mean() < 1
+    expected = seen["plain"] * kept[..., None, None] / 0.5
+    assert torch.allclose(seen["dropped"], expected, atol=1e-6)
+    plain.eval()
+    dropped.eval()
+    with torch.no_grad():
+        assert torch.equal(plain(x), dropped(x))
+
+
 def test_a_decoder_width_rounds_but_keeps_a_channel():
     assert unet_arguments(1, 1, 3, 3, (32, 32), decoder_width=0.1)["decChannels"] == [12, 1, 1]
 
