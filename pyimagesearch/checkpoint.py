@@ -55,12 +55,12 @@ ARGUMENT_CHECKS = {
     "decChannels": (lambda v: _are_counts(v, 1, MAX_WIDTH, range(1, MAX_LEVELS + 1)),
                     f"1 to {MAX_LEVELS} channel counts, each 1 to {MAX_WIDTH}"),
     "nbClasses": (lambda v: _is_count(v, 1, MAX_WIDTH), f"a count from 1 to {MAX_WIDTH}"),
-    "retainDim": (lambda v: isinstance(v, bool), "true or false"),
     "outSize": (lambda v: _are_counts(v, 1, MAX_SIDE, (2,)),
                 f"a (height, width) pair, each 1 to {MAX_SIDE}"),
     "variant": (lambda v: v in VARIANTS, f"one of {VARIANTS}"),
+    # every switch of the constructor (those whose default is true or false)
     **{flag: (lambda v: isinstance(v, bool), "true or false")
-       for flag in ("batchNorm", "attention", "hypercolumn", "imageGate", "residual")},
+       for flag in UNET_PARAMETERS if isinstance(_SIGNATURE[flag].default, bool)},
     "dropout": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
                 "a chance from 0 to below 1"),
 }
