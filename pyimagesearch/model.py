@@ -292,10 +292,11 @@ class UNet(nn.Module):
                 x = F.pad(x, (left, pad_w - left, top, pad_h - top), mode=mode)
         features = self.encoder(x)
         outputs = self.decoder.level_outputs(features[-1], features[-2::-1])
-        # whole channels, not pixels: a pixel dropped alone is guessed from
-        # its neighbours. Only before the last convolution, which no batch
-        # norm follows, so the maps' statistics stay those it was trained on.
-        outputs = [F.dropout2d(level, self.dropout, self.training) for level in outputs]
+        if self.training and self.dropout:
+            # whole channels, not pixels: a pixel dropped alone is guessed from
+            # its neighbours. Only before the last convolution, which no batch
+            # norm follows, so the maps' statistics stay those it was trained on.
+            outputs = [F.dropout2d(level, self.dropout) for level in outputs]
         pixel = self.head(outputs if self.hypercolumn else outputs[-1])
         if self.variant != "tutorial":
             pixel = pixel[..., top:top + height, left:left + width]
