@@ -175,8 +175,8 @@ def _accumulate_gradients(model, images, masks, loss_fn, dtype, scaler, micro_ba
         last = index == len(pieces) - 1
         with contextlib.nullcontext() if last or no_sync is None else no_sync():
             with _autocast(images.device, dtype):
-                outputs = (model(piece_images, parts=True) if getattr(loss_fn, "takes_parts", False)
-                           else model(piece_images))
+                wants_parts = getattr(loss_fn, "takes_parts", False)
+                outputs = model(piece_images, parts=True) if wants_parts else model(piece_images)
             loss = loss_fn(_as_float(outputs), piece_masks) * (len(piece_images) / len(images))
             (scaler.scale(loss) if scaler is not None else loss).backward()
         total += loss.detach()
@@ -229,7 +229,8 @@ def train_one_epoch(model, loader, loss_fn, optimizer, device, *, dtype=None,
             average.update_parameters(bare_model)
         loss_sum += loss.double() * len(images)
         count += len(images)
-    totals = torch.stack([loss_sum, torch.tensor(float(count), dtype=torch.float64, device=device)])
+    count_tensor = torch.tensor(float(count), dtype=torch.float64, device=device)
+    totals = torch.stack([loss_sum, count_tensor])
     if reduce_sum is not None:
         totals = reduce_sum(totals)
     loss_total, count = totals.tolist()

@@ -133,7 +133,8 @@ class Decoder(nn.Module):
         self.channels = channels
         skips = channels[1:] if skipChannels is None else skipChannels
         self.upconvs = nn.ModuleList(
-            nn.ConvTranspose2d(channels[i], channels[i + 1], 2, 2) for i in range(len(channels) - 1))
+            nn.ConvTranspose2d(channels[i], channels[i + 1], 2, 2)
+            for i in range(len(channels) - 1))
         self.dec_blocks = nn.ModuleList(
             make_block(channels[i + 1] + skips[i], channels[i + 1], padding, batchNorm, residual)
             for i in range(len(channels) - 1))

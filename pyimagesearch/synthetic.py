@@ -59,7 +59,8 @@ def make_sample(rng, size=101, num_classes=1):
     """One (image, mask) pair: uint8 HxW gray image and mask of class indices
     (0/1 for one class)."""
     image = 128 + _layers(rng, size)
-    mask = _salt_mask(rng, size) if rng.random() >= EMPTY_SHARE else np.zeros((size, size), np.uint8)
+    has_salt = rng.random() >= EMPTY_SHARE
+    mask = _salt_mask(rng, size) if has_salt else np.zeros((size, size), np.uint8)
     if mask.any():
         salt = 128 + rng.uniform(-25, 25) + 12 * _smooth_noise(rng, size, 3)
         image = np.where(mask > 0, salt, image)

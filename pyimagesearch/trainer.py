@@ -218,8 +218,9 @@ def apply_budget(settings, context, parts, progress, epoch, spent_seconds, epoch
     progress.num_epochs = progress.planned_epochs = fit_budget(
         settings, epoch, settings.NUM_EPOCHS, spent_seconds, epoch_seconds,
         functools.partial(distributed.all_reduce_max, context=context))
-    parts.scheduler = build_scheduler(settings, parts.optimizer, parts.steps_per_epoch,
-                                      progress.num_epochs, steps_done=epoch * parts.steps_per_epoch)
+    parts.scheduler = build_scheduler(
+        settings, parts.optimizer, parts.steps_per_epoch, progress.num_epochs,
+        steps_done=epoch * parts.steps_per_epoch)
 
 
 def fast_options(settings, device):

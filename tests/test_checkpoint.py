@@ -220,5 +220,6 @@ def test_a_folder_without_model_files_is_a_clear_error(tmp_path):
     save_training_state(tmp_path / "checkpoint.pth", model=model, arguments=arguments,
                         optimizer=torch.optim.SGD(model.parameters(), 0.1), epoch=1,
                         history=[], best_score=0.0, loader_generator=torch.Generator())
-    with pytest.raises(CheckpointError, match="checkpoint.pth .*not a model file.*model files only"):
+    expected = "checkpoint.pth .*not a model file.*model files only"
+    with pytest.raises(CheckpointError, match=expected):
         load_for_prediction(str(tmp_path))

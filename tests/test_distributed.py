@@ -23,9 +23,9 @@ PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Gloo on CPU processes, also on a machine with GPUs (which would give each
 # process a GPU of its own, and has perhaps only one); fp32, which the
 # single-process evaluation below computes too
-TINY = ["--device", "cpu", "--precision", "fp32", "--input-image-width", "32", "--input-image-height", "32", "--num-levels", "2",
-        "--batch-size", "16", "--batch-norm", "true", "--ema-decay", "0.9",
-        "--micro-batch-size", "4"]
+TINY = ["--device", "cpu", "--precision", "fp32", "--input-image-width", "32",
+        "--input-image-height", "32", "--num-levels", "2", "--batch-size", "16",
+        "--batch-norm", "true", "--ema-decay", "0.9", "--micro-batch-size", "4"]
 
 
 def torchrun(*argv):

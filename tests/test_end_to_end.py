@@ -19,7 +19,7 @@ SMALL = ["--input-image-width", "64", "--input-image-height", "64", "--batch-siz
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One short training run on 200 generated images (about a minute), shared by the checks below."""
+    """One short training run on 200 generated images (about a minute), shared below."""
     from pyimagesearch import synthetic
     data = synthetic.write_dataset(str(tmp_path_factory.mktemp("data")), 200, seed=3)
     output = str(tmp_path_factory.mktemp("output"))

@@ -77,7 +77,8 @@ def test_training_lowers_the_loss(data):
 def test_evaluation_results_do_not_depend_on_the_batch_size(data):
     net = model()
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    one = evaluate(net, DataLoader(data, batch_size=1), loss_fn, "cpu", 0.5, description=None).means()
+    one = evaluate(net, DataLoader(data, batch_size=1), loss_fn, "cpu", 0.5,
+                   description=None).means()
     all_at_once = evaluate(net, DataLoader(data, batch_size=7), loss_fn, "cpu", 0.5,
                            description=None).means()
     assert one == pytest.approx(all_at_once, rel=1e-5)

@@ -140,8 +140,10 @@ def test_class_metrics_worked_by_hand():
 
 def test_class_totals_add_up_batches_and_average_the_classes_present():
     totals = ClassTotals(4)
-    totals.add(torch.tensor(0.5), torch.tensor([[[0, 1], [2, 0]]]), torch.tensor([[[0, 1], [2, 2]]]))
-    totals.add(torch.tensor(1.0), torch.tensor([[[0, 0], [0, 0]]]), torch.tensor([[[0, 0], [0, 0]]]))
+    totals.add(torch.tensor(0.5), torch.tensor([[[0, 1], [2, 0]]]),
+               torch.tensor([[[0, 1], [2, 2]]]))
+    totals.add(torch.tensor(1.0), torch.tensor([[[0, 0], [0, 0]]]),
+               torch.tensor([[[0, 0], [0, 0]]]))
     means = totals.means()
     # class 0 over both images: 5 right of 6 predicted and 5 true -> 5 / 6
     assert means["iou_per_class"][:3] == pytest.approx([5 / 6, 1.0, 0.5])

@@ -74,7 +74,8 @@ class PerSampleDataset(Dataset):
 
     def __getitem__(self, index):
         image = cv2.cvtColor(cv2.imread(self.image_paths[index]), cv2.COLOR_BGR2RGB)
-        mask = (cv2.imread(self.mask_paths[index], cv2.IMREAD_UNCHANGED) > 0).astype(np.uint8) * 255
+        mask = cv2.imread(self.mask_paths[index], cv2.IMREAD_UNCHANGED)
+        mask = (mask > 0).astype(np.uint8) * 255
         return self.transform(image), self.transform(mask)
 
 
