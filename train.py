@@ -19,7 +19,7 @@ from pyimagesearch import distributed
 from pyimagesearch.augment import augmentation_seed
 from pyimagesearch.budget import plan_due, recent_pace
 from pyimagesearch.checkpoint import CheckpointError
-from pyimagesearch.cli import build_parser, settings_from_args
+from pyimagesearch.cli import build_parser, describe_settings, settings_from_args
 from pyimagesearch.dataset import DataError
 from pyimagesearch.engine import (TrainingDiverged, choose_precision, passes_in_pieces,
                                   reuse_freed_memory)
@@ -144,6 +144,10 @@ def describe_run(settings, context, progress, batch_size):
     """Say what the run will do, and what of the settings behaves differently
     from what one might expect on this machine."""
     device = context.device
+    if settings.ADAPTED:
+        print(f"[INFO] --preset {settings.PRESET} on a CPU without bf16 units: "
+              f"{describe_settings(settings.ADAPTED)}, "
+              "which fits more epochs in its time here (docs/results.md)")
     if context.distributed and settings.BATCH_NORM and device.type != "cuda":
         print("[INFO] batch normalisation uses each process's share of the batch: "
               "SYNC_BATCHNORM works on GPUs only")

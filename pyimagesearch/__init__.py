@@ -1,7 +1,7 @@
 """A U-Net that segments salt in TGS seismic images, or any binary masks.
 
 Data flows one way through the modules:
-config (+ cli, presets) -> dataset, split, augment, synthetic -> model ->
+hardware -> config (+ cli, presets) -> dataset, split, augment, synthetic -> model ->
 losses, engine (one epoch of training or evaluation), metrics ->
 trainer, budget, optim (a run's epochs) -> checkpoint, files, plots;
 inference and postprocess turn a saved model into masks, rle into a Kaggle

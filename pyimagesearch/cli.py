@@ -16,7 +16,7 @@ from pyimagesearch.engine import PRECISIONS
 from pyimagesearch.losses import LOSSES, is_valid_name
 from pyimagesearch.model import VARIANTS
 from pyimagesearch.optim import SCHEDULES
-from pyimagesearch.presets import DESCRIPTIONS, PRESETS
+from pyimagesearch.presets import DESCRIPTIONS, PRESETS, preset_settings
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -138,7 +138,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def _describe(settings):
+def describe_settings(settings):
+    """``{"BASE_FILTERS": 8}`` as "base-filters 8", the way the flags read."""
     return ", ".join(f"{flag_name(name)[2:]} {value}" for name, value in settings.items())
 
 
@@ -150,7 +151,7 @@ def build_parser(description):
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="start from a named set of settings instead of config.py's "
                              "defaults (flags given as well still win): " + "; ".join(
-                                 f"'{name}', {DESCRIPTIONS[name]}: {_describe(settings)}"
+                                 f"'{name}', {DESCRIPTIONS[name]}: {describe_settings(settings)}"
                                  for name, settings in PRESETS.items()))
     group = parser.add_argument_group(
         "settings", "override a constant of pyimagesearch/config.py for this run")
@@ -181,7 +182,8 @@ def settings_from_args(args, parser):
     given = {name: getattr(args, name) for name in defaults
              if getattr(args, name, None) is not None}
     preset = getattr(args, "preset", None)
-    values = {**defaults, **PRESETS.get(preset, {}), **given}
+    chosen, adapted = preset_settings(preset, given.get("DEVICE", defaults["DEVICE"]))
+    values = {**defaults, **chosen, **given}
     for name, default in defaults.items():
         if name in given or not _is_path(default):
             continue
@@ -201,6 +203,8 @@ def settings_from_args(args, parser):
     settings = types.SimpleNamespace(**values)
     settings.GIVEN = frozenset(given)
     settings.PRESET = preset
+    # what the preset changed for this machine and the command line left alone
+    settings.ADAPTED = {name: value for name, value in adapted.items() if name not in given}
     return settings
 
 

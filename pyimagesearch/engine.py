@@ -9,6 +9,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
+from pyimagesearch import hardware
 from pyimagesearch.metrics import ClassTotals, MetricTotals
 
 
@@ -45,17 +46,6 @@ def reuse_freed_memory():
     return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
 
 
-def cpu_has_native_bf16():
-    """Whether this CPU computes bf16 in hardware (AVX512_BF16 or AMX), as
-    Linux's /proc/cpuinfo says; False where it says nothing."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            flags = next((line for line in handle if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
-
-
 def choose_precision(device, precision):
     """(precision, why): PRECISION as given, or what "auto" picks on ``device``:
     bf16 where the hardware computes it, else fp32 (emulated bf16 is slower)."""
@@ -66,7 +56,7 @@ def choose_precision(device, precision):
         if torch.cuda.is_bf16_supported():
             return "bf16", "the GPU computes bf16"
         return "fp32", "the GPU has no bf16"
-    if device.type == "cpu" and cpu_has_native_bf16():
+    if device.type == "cpu" and hardware.cpu_has_native_bf16():
         return "bf16", "the CPU has bf16 units: AVX512_BF16 or AMX"
     return "fp32", "this device has no bf16 units"
 

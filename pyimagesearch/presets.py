@@ -4,6 +4,7 @@ A preset replaces the config.py defaults it names; flags given on the same
 command line still win, so ``--preset salt --num-epochs 5`` is the salt recipe
 trained for 5 epochs.
 """
+from pyimagesearch import hardware
 
 # the recommended TGS salt recipe for a CPU hour (docs/results.md)
 SALT = {
@@ -12,7 +13,7 @@ SALT = {
     # 5 levels, deep enough to see whole salt bodies; 16 channels at the first:
     # the network underfits, and twice the width of 8 in the same hour (about
     # 120 epochs instead of 200) gained +0.006 on unseen images (3 seeds,
-    # docs/results.md)
+    # docs/results.md) on a CPU with bf16 units; see WITHOUT_BF16 for the others
     "NUM_LEVELS": 5,
     "BASE_FILTERS": 16,
     # each block's input added back to its output: +0.007 (kept model) and
@@ -66,8 +67,27 @@ PRESETS = {
     "salt-gpu": {**SALT, "BASE_FILTERS": 32, "NUM_EPOCHS": 300, "TIME_BUDGET": 14.0},
 }
 
+# what a preset changes on a CPU without bf16 units (AVX2 only), where every
+# step runs in fp32 at about a third of the speed: width 16 fits only about 20
+# epochs in the hour there, and width 8, three times as many, scored higher on
+# unseen images (docs/results.md)
+WITHOUT_BF16 = {"salt": {"BASE_FILTERS": 8}}
+
+
+def preset_settings(name, device):
+    """(settings, adapted): the preset ``name``'s settings for a run on
+    ``device`` (a name such as "cpu" or "cuda:0"), and those of them that differ
+    from the preset as written because of this machine. Both are empty for no
+    preset."""
+    adapted = {}
+    if str(device).startswith("cpu") and not hardware.cpu_has_native_bf16():
+        adapted = WITHOUT_BF16.get(name, {})
+    return {**PRESETS.get(name, {}), **adapted}, dict(adapted)
+
+
 # what --help says of each
 DESCRIPTIONS = {
-    "salt": "the recommended TGS recipe for a 2-core CPU hour",
+    "salt": "the recommended TGS recipe for a 2-core CPU hour (base-filters 8 on CPUs "
+            "without bf16 units)",
     "salt-gpu": "the salt recipe widened for 15 minutes on one GPU (not yet measured on one)",
 }

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from pyimagesearch import config
+from pyimagesearch import config, hardware
 from pyimagesearch.cli import build_parser, parse_settings
 
 
@@ -79,8 +79,9 @@ def test_help_gives_config_values_not_the_none_that_means_not_given():
     assert "continue (default: False)" in text  # a script's own flag keeps its default
 
 
-def test_the_salt_preset_sets_its_values_and_flags_still_win():
+def test_the_salt_preset_sets_its_values_and_flags_still_win(monkeypatch):
     from pyimagesearch.presets import PRESETS
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: True)
     settings = parse_settings(["--preset", "salt", "--num-epochs", "3"])
     assert settings.PRESET == "salt" and settings.NUM_EPOCHS == 3
     for name, value in PRESETS["salt"].items():
@@ -89,6 +90,23 @@ def test_the_salt_preset_sets_its_values_and_flags_still_win():
     assert settings.BATCH_NORM and settings.TTA and settings.LOSS == "bce+lovasz"
     plain = parse_settings([])
     assert plain.PRESET is None and plain.LOSS == "bce" and not plain.BATCH_NORM
+
+
+@pytest.mark.parametrize("device, native, flags, width, adapted", [
+    ("cpu", False, [], 8, {"BASE_FILTERS": 8}),
+    ("cpu", True, [], 16, {}),
+    ("cuda", False, [], 16, {}),
+    ("cpu", False, ["--base-filters", "12"], 12, {}),
+])
+def test_the_salt_preset_narrows_on_a_cpu_without_bf16_units(monkeypatch, device, native,
+                                                              flags, width, adapted):
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: native)
+    settings = parse_settings(["--preset", "salt", "--device", device, *flags])
+    assert settings.BASE_FILTERS == width and settings.ADAPTED == adapted
+    gpu = parse_settings(["--preset", "salt-gpu", "--device", device])
+    assert gpu.BASE_FILTERS == 32 and gpu.ADAPTED == {}
+    plain = parse_settings(["--device", device])
+    assert plain.BASE_FILTERS == config.BASE_FILTERS and plain.ADAPTED == {}
 
 
 def test_help_names_the_preset_and_what_it_sets(capsys):

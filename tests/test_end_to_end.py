@@ -9,7 +9,7 @@ import torch
 
 import predict
 import train
-from pyimagesearch import config, split
+from pyimagesearch import config, hardware, split
 from pyimagesearch.checkpoint import load_model
 from pyimagesearch.cli import parse_settings
 from pyimagesearch.dataset import read_mask
@@ -207,17 +207,22 @@ def test_predict_before_training_says_to_train(tmp_path):
 
 @pytest.fixture(scope="module")
 def salt_run(tmp_path_factory, synthetic_folder):
-    """The salt preset, briefly, with tuning: its model file must carry the
-    tuned prediction rules."""
+    """The salt preset, briefly, with tuning, as on a CPU without bf16 units:
+    its model file must carry the tuned prediction rules and the width the
+    preset chose for the machine."""
     output = str(tmp_path_factory.mktemp("salt"))
-    train.main(["--preset", "salt", "--dataset-path", synthetic_folder, "--base-output", output,
-                "--num-epochs", "2", "--num-levels", "3", "--tune-threshold", "true", *SMALL])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(hardware, "cpu_has_native_bf16", lambda: False)
+        train.main(["--preset", "salt", "--dataset-path", synthetic_folder, "--base-output",
+                    output, "--device", "cpu", "--num-epochs", "2", "--num-levels", "3",
+                    "--tune-threshold", "true", *SMALL])
     return output
 
 
 def test_the_preset_with_tuning_stores_tuned_rules_with_the_best_model(salt_run):
     _, arguments, metadata = load_model(os.path.join(salt_run, "unet_tgs_salt.pth"))
     assert arguments["batchNorm"] is True and arguments["outSize"] == [64, 64]
+    assert arguments["encChannels"] == [1, 8, 16, 32]
     rules = metadata["prediction"]
     assert rules["tta"] is True and 0 < rules["threshold"] < 1 and rules["min_area"] >= 0
     tuning = metadata["tuning"]
@@ -252,3 +257,16 @@ def test_the_dataset_moves_into_a_gpus_memory_only_where_it_can_be_batched_there
     # loader workers are other processes, which need the data in main memory
     assert not train.data_on_device(parse_settings(["--num-workers", "2"]), gpu)
     assert not train.data_on_device(parse_settings(["--data-on-device", "false"]), gpu)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_the_run_says_what_the_preset_changed_for_this_machine(monkeypatch, capsys, native):
+    from types import SimpleNamespace
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: native)
+    settings = parse_settings(["--preset", "salt", "--device", "cpu"])
+    context = SimpleNamespace(device=torch.device("cpu"), distributed=True, world_size=2)
+    progress = SimpleNamespace(num_epochs=200, planned_epochs=None)
+    train.describe_run(settings, context, progress, batch_size=16)
+    shown = capsys.readouterr().out
+    assert ("on a CPU without bf16 units: base-filters 8" in shown) is not native
+    assert ("in bf16" in shown) is native

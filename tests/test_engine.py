@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from pyimagesearch import engine
+from pyimagesearch import engine, hardware
 from pyimagesearch.engine import (TrainingDiverged, equal_average, evaluate, predict_logits,
                                   train_one_epoch, weight_average)
 from pyimagesearch.losses import CombinedLoss, DeepSupervisionLoss
@@ -253,7 +253,7 @@ def test_reusing_freed_memory_spares_the_page_faults_of_each_step():
 
 @pytest.mark.parametrize("native, expected", [(False, None), (True, torch.bfloat16)])
 def test_auto_precision_on_a_cpu_follows_its_bf16_hardware(monkeypatch, native, expected):
-    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: native)
     assert engine.autocast_dtype("cpu", "auto") is expected
     assert engine.autocast_dtype("cpu", "fp32") is None  # a precision given is kept
     assert engine.autocast_dtype("cpu", "bf16") is torch.bfloat16
