@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from pyimagesearch.checkpoint import CheckpointError, load_for_prediction
 from pyimagesearch.cli import build_parser, settings_from_args
-from pyimagesearch.dataset import DataError, MaskFormat, by_stem, list_image_files, read_mask
+from pyimagesearch.dataset import (IMAGE_KINDS, DataError, MaskFormat, by_stem, few,
+                                   list_image_files, list_other_files, read_mask)
 from pyimagesearch.engine import autocast_dtype, prepare_model, reuse_freed_memory
 from pyimagesearch.export import (INPUT_NAME, OUTPUT_NAME, ExportError, export_onnx,
                                   onnx_difference)
@@ -138,8 +139,12 @@ def input_images(input_path):
                         f"folder of images)")
     paths = list_image_files(input_path)
     if not paths:
-        raise DataError(f"no images (.png, .jpg, .bmp, .tif) in {input_path}")
+        raise DataError(f"no images ({IMAGE_KINDS}) in {input_path}")
     by_stem(paths, input_path)
+    others = list_other_files(input_path)
+    if others:
+        print(f"[INFO] left out {len(others)} file(s) that are not images ({IMAGE_KINDS}): "
+              f"{few([os.path.relpath(path, input_path) for path in others])}")
     return input_path, paths
 
 
@@ -218,7 +223,8 @@ def export(settings, model, arguments, path):
               f"PyTorch's by at most {difference:.2e}")
 
 
-def main(argv=None):
+def build_predict_parser():
+    """The shared settings, and what predict.py can do with a trained model."""
     parser = build_parser(__doc__.splitlines()[0])
     parser.add_argument("--input", metavar="PATH",
                         help="predict one image file, or every image in a folder")
@@ -240,6 +246,11 @@ def main(argv=None):
                         help="with --evaluate: write each image's IoU, Dice, score and "
                              "salt areas (true and predicted, in pixels), for "
                              "`python -m tools.compare`")
+    return parser
+
+
+def main(argv=None):
+    parser = build_predict_parser()
     args = parser.parse_args(argv)
     settings = settings_from_args(args, parser)
     if bool(args.input) != bool(args.masks_out or args.submission):

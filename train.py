@@ -97,6 +97,25 @@ def train(settings, context, resume=False):
     describe_run(settings, context, progress, loaders[0].batch_size)
 
     # 4. Train, validate and save every epoch
+    train_epochs(settings, context, parts, loaders, losses, progress, arguments, run_started)
+
+    # 5. Every process must end with the same weights
+    if not distributed.replicas_identical(parts.model, context):
+        raise TrainingDiverged("the processes ended with different weights; "
+                               "this is a bug, please report it")
+    if context.distributed:
+        print(f"[INFO] the weights are identical on all {context.world_size} processes")
+    best = max(progress.history, key=lambda r: r["val_score"])
+    print(f"[INFO] best validation score {best['val_score']:.4f} at epoch {best['epoch']} "
+          f"(saved to {settings.MODEL_PATH}); last epoch saved to {settings.LAST_MODEL_PATH}")
+    # 6. Choose the threshold and minimum salt area on the validation images
+    if settings.TUNE_THRESHOLD and context.is_main and settings.NUM_CLASSES == 1:
+        tune_prediction(settings, testDS, context.device)
+
+
+def train_epochs(settings, context, parts, loaders, losses, progress, arguments, run_started):
+    """Train and validate epoch after epoch, re-planning the epochs a time
+    budget allows when due, and save every epoch's model and checkpoint."""
     bars = {} if context.is_main else {"description": None}
     # the time of earlier processes of a resumed run counts against the budget
     spent_before = sum(row["seconds"] for row in progress.history)
@@ -119,19 +138,6 @@ def train(settings, context, resume=False):
                 save_epoch(settings, parts, progress, arguments, row, improved)
             bar.update()
             epoch += 1
-
-    # 5. Every process must end with the same weights
-    if not distributed.replicas_identical(parts.model, context):
-        raise TrainingDiverged("the processes ended with different weights; "
-                               "this is a bug, please report it")
-    if context.distributed:
-        print(f"[INFO] the weights are identical on all {context.world_size} processes")
-    best = max(progress.history, key=lambda r: r["val_score"])
-    print(f"[INFO] best validation score {best['val_score']:.4f} at epoch {best['epoch']} "
-          f"(saved to {settings.MODEL_PATH}); last epoch saved to {settings.LAST_MODEL_PATH}")
-    # 6. Choose the threshold and minimum salt area on the validation images
-    if settings.TUNE_THRESHOLD and context.is_main and settings.NUM_CLASSES == 1:
-        tune_prediction(settings, testDS, context.device)
 
 
 def data_on_device(settings, device):

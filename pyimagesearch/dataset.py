@@ -58,16 +58,31 @@ class DataError(ValueError):
     """Bad input data; the message says which files and how to fix them."""
 
 
-def _few(names, limit=5):
+def few(names, limit=5):
     shown = ", ".join(sorted(names)[:limit])
     return shown + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
 
 
+# the file endings imutils' list_images takes for images, as messages name them
+IMAGE_KINDS = ", ".join(paths.image_types)
+
+
+def _hidden(path, folder):
+    return any(part.startswith(".") for part in os.path.relpath(path, folder).split(os.sep))
+
+
 def list_image_files(folder):
     """Image files under ``folder``, hidden files (such as macOS ``._x.png``) left out."""
-    return sorted(path for path in paths.list_images(folder)
-                  if not any(part.startswith(".")
-                             for part in os.path.relpath(path, folder).split(os.sep)))
+    return sorted(path for path in paths.list_images(folder) if not _hidden(path, folder))
+
+
+def list_other_files(folder):
+    """The files under ``folder`` that list_image_files leaves out for not
+    being images (``notes.txt``, ``a.webp``); hidden ones are not counted."""
+    images = set(list_image_files(folder))
+    return sorted(path for root, _, names in os.walk(folder)
+                  for path in (os.path.join(root, name) for name in names)
+                  if path not in images and not _hidden(path, folder))
 
 
 def by_stem(files, folder):
@@ -94,17 +109,17 @@ def pair_image_mask_paths(image_folder, mask_folder):
     images = by_stem(list_image_files(image_folder), image_folder)
     masks = by_stem(list_image_files(mask_folder), mask_folder)
     if not images:
-        raise DataError(f"no images (.png, .jpg, .bmp, .tif) in {image_folder}")
+        raise DataError(f"no images ({IMAGE_KINDS}) in {image_folder}")
     unpaired_images = images.keys() - masks.keys()
     unpaired_masks = masks.keys() - images.keys()
     if unpaired_images or unpaired_masks:
         problems = []
         if unpaired_images:
             problems.append(f"{len(unpaired_images)} image(s) in {image_folder} have "
-                            f"no mask of the same name: {_few(unpaired_images)}")
+                            f"no mask of the same name: {few(unpaired_images)}")
         if unpaired_masks:
             problems.append(f"{len(unpaired_masks)} mask(s) in {mask_folder} have "
-                            f"no image of the same name: {_few(unpaired_masks)}")
+                            f"no image of the same name: {few(unpaired_masks)}")
         raise DataError("; ".join(problems))
     stems = sorted(images)
     return [images[s] for s in stems], [masks[s] for s in stems]

@@ -130,6 +130,25 @@ def make_loaders(train_set, test_set, batch_size, context, *, seed, eval_batch_s
     return train_loader, test_loader
 
 
+def check_same_network(arguments, context):
+    """Refuse to train when the processes would build different networks
+    (other settings on one machine, or a preset that adapts to each machine's
+    CPU): DistributedDataParallel would stop at it from deep inside."""
+    if not context.distributed:
+        return
+    everyone = [None] * context.world_size
+    dist.all_gather_object(everyone, arguments)
+    for rank, theirs in enumerate(everyone):
+        differences = [f"{key} {everyone[0].get(key)} on process 0, {theirs.get(key)} on "
+                       f"process {rank}" for key in sorted(set(everyone[0]) | set(theirs))
+                       if everyone[0].get(key) != theirs.get(key)]
+        if differences:
+            raise LaunchError(f"the processes would build different networks: "
+                              f"{'; '.join(differences)}. Give every machine the same "
+                              f"settings (with --preset salt on CPUs of different kinds, "
+                              f"give --base-filters)")
+
+
 def wrap_model(model, context, sync_batchnorm):
     if not context.distributed:
         return model

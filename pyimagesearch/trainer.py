@@ -108,6 +108,7 @@ def average_kind(settings):
 
 def build_parts(settings, context, arguments, train_loader):
     device = context.device
+    distributed.check_same_network(arguments, context)
     model = prepare_model(UNet(**arguments), device, settings.CHANNELS_LAST)
     # DistributedDataParallel keeps the processes' weights equal by averaging
     # gradients; evaluation uses the bare model, whose forward needs no peers

@@ -170,3 +170,22 @@ def test_collectives_get_their_tensors_on_the_contexts_device(monkeypatch):
         model = torch.nn.BatchNorm2d(3)
     distributed.share_buffers(model, context)
     assert seen and set(seen) == {"meta"}
+
+
+def test_processes_that_would_build_different_networks_are_refused(monkeypatch):
+    # as --preset salt would on a machine with bf16 units beside one without
+    mine = {"encChannels": (1, 16, 32), "nbClasses": 1}
+    theirs = {"encChannels": (1, 8, 16), "nbClasses": 1}
+
+    def gather(everyone, arguments):
+        everyone[:] = [mine, theirs]
+
+    monkeypatch.setattr(distributed.dist, "all_gather_object", gather)
+    context = Context(rank=0, world_size=2)
+    with pytest.raises(distributed.LaunchError) as error:
+        distributed.check_same_network(mine, context)
+    message = str(error.value)
+    assert "encChannels (1, 16, 32) on process 0, (1, 8, 16) on process 1" in message
+    assert "nbClasses" not in message and "--base-filters" in message
+    theirs["encChannels"] = mine["encChannels"]
+    distributed.check_same_network(mine, context)

@@ -1,6 +1,7 @@
 """Train and predict on generated data, through the scripts' own entry points."""
 import csv
 import os
+import shutil
 
 import cv2
 import numpy as np
@@ -150,6 +151,21 @@ def test_predict_writes_a_binary_mask_per_image_at_its_size(trained, tmp_path):
         assert mask.dtype == np.uint8
         assert set(np.unique(mask)) <= {0, 255}
         assert mask.shape == ((50, 80) if name == "wide.png" else (101, 101))
+
+
+def test_predict_names_the_files_it_leaves_out(trained, tmp_path, capsys):
+    data, output = trained
+    images = tmp_path / "in"
+    images.mkdir()
+    name = sorted(os.listdir(os.path.join(data, "images")))[0]
+    shutil.copy(os.path.join(data, "images", name), images / name)
+    (images / "notes.txt").write_text("where these came from")
+    (images / "._hidden.png").write_bytes(b"macOS metadata")
+    predict.main(["--base-output", output, "--input", str(images),
+                  "--masks-out", str(tmp_path / "out")])
+    printed = capsys.readouterr().out
+    assert "left out 1 file(s) that are not images" in printed and "notes.txt" in printed
+    assert os.listdir(tmp_path / "out") == [name]
 
 
 def test_predict_takes_one_image_file(trained, tmp_path):
